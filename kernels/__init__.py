@@ -1,0 +1,1 @@
+"""numbert.kernels: the Numba twins of numbert.layers (same names, same signatures)."""

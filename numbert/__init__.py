@@ -1,0 +1,10 @@
+"""numbert: BERT inference from scratch in NumPy and Numba, equal to transformers in fp32."""
+
+from .config import BertConfig
+from .errors import CheckpointError, ConfigError
+from .model import Model, load
+from .modeling import ModelOutput
+from .tokenizer import Batch
+
+__all__ = ["BertConfig", "Batch", "CheckpointError", "ConfigError", "Model", "ModelOutput", "load"]
+__version__ = "0.1.0"

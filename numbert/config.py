@@ -1,0 +1,104 @@
+"""BertConfig: the typed subset of a Hugging Face config.json that the forward pass needs.
+
+Mirrors transformers' `BertConfig` (models/bert/configuration_bert.py). Fields keep the
+Hugging Face names so a reader can hold the two side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+# hidden_act values we run, and the function each one means (see layers.ACTIVATIONS)
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int = 30522  # rows of the word embedding table
+    hidden_size: int = 768  # H: width of every token vector
+    num_hidden_layers: int = 12  # L: encoder layers
+    num_attention_heads: int = 12  # nh: heads per attention layer (hs = H // nh)
+    intermediate_size: int = 3072  # I: width of the feed-forward layer
+    hidden_act: str = "gelu"  # feed-forward activation: gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu
+    layer_norm_eps: float = 1e-12  # epsilon inside every LayerNorm
+    max_position_embeddings: int = 512  # longest sequence the position table covers
+    type_vocab_size: int = 2  # rows of the token-type (segment) table
+    pad_token_id: int = 0
+    initializer_range: float = 0.02  # std of freshly initialised weights (new classifier heads)
+    num_labels: int = 2  # C: classifier outputs, when the checkpoint has a classifier
+    id2label: dict[int, str] = field(default_factory=dict)
+    label2id: dict[str, int] = field(default_factory=dict)
+    problem_type: str | None = None  # single_label_classification / multi_label_classification / regression
+    architectures: tuple[str, ...] = ()
+
+    @property
+    def head_size(self) -> int:  # hs
+        return self.hidden_size // self.num_attention_heads
+
+    def __post_init__(self):
+        problems = []
+        if self.hidden_size % self.num_attention_heads:
+            problems.append(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}: the heads must split the hidden vector evenly"
+            )
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            problems.append(
+                f"hidden_act {self.hidden_act!r} is not supported (supported: {', '.join(SUPPORTED_ACTIVATIONS)})"
+            )
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, found {value!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config.json") -> "BertConfig":
+        model_type = d.get("model_type", "bert")
+        if model_type != "bert":
+            raise ConfigError(
+                f"{source}: model_type is {model_type!r}; numbert runs BERT checkpoints (model_type 'bert') only"
+            )
+        pos_type = d.get("position_embedding_type", "absolute")
+        if pos_type != "absolute":
+            raise ConfigError(
+                f"{source}: position_embedding_type is {pos_type!r}; numbert implements only 'absolute' "
+                "position embeddings (a learned table added to the token embeddings)"
+            )
+        if d.get("is_decoder") or d.get("add_cross_attention"):
+            raise ConfigError(f"{source}: decoder / cross-attention BERT is not supported, only the encoder")
+        id2label = {int(k): str(v) for k, v in (d.get("id2label") or {}).items()}
+        label2id = {str(k): int(v) for k, v in (d.get("label2id") or {}).items()}
+        num_labels = int(d.get("num_labels", len(id2label) or 2))
+        if not id2label:
+            id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+            label2id = {v: k for k, v in id2label.items()}
+        names = {f.name for f in cls.__dataclass_fields__.values()}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        kwargs.update(id2label=id2label, label2id=label2id, num_labels=len(id2label),
+                      architectures=tuple(d.get("architectures") or ()))
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "BertConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config.json not found; a checkpoint folder needs config.json")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read config.json: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: config.json must hold a JSON object, found {type(d).__name__}")
+        return cls.from_dict(d, source=str(path))

@@ -1,0 +1,133 @@
+"""numbert.load and the Model it returns: config + weights + tokenizer + a backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import hub, layers
+from .config import BertConfig
+from .errors import CheckpointError
+from .modeling import ModelOutput, bert_forward
+from .threads import set_threads
+from .tokenizer import Batch, Tokenizer
+from .weights import BertWeights, load_weights
+
+BACKENDS = ("numba", "numpy")
+
+
+def get_ops(backend: str):
+    """The module of layer functions a backend runs: NumPy reference or Numba kernels."""
+    if backend == "numpy":
+        return layers
+    if backend == "numba":
+        from . import kernels
+
+        return kernels
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {backend!r}")
+
+
+class Model:
+    """A loaded BERT checkpoint. Call it like a transformers model: `model(**model.tokenize(texts))`."""
+
+    def __init__(self, config: BertConfig, weights: BertWeights, tokenizer: Tokenizer | None,
+                 backend: str = "numpy", path: Path | None = None):
+        self.config = config
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.ops = get_ops(backend)
+        self.path = path
+        self._prepared = self.ops.prepare(weights)  # the weights laid out for this backend
+
+    def __repr__(self):
+        c = self.config
+        head = f", {c.num_labels} labels" if self.weights.classifier is not None else ""
+        return (f"Model({str(self.path)!r}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+                f"{c.num_attention_heads} heads{head}, backend={self.backend!r})")
+
+    def tokenize(self, texts, text_pairs=None, max_length=None) -> Batch:
+        if self.tokenizer is None:
+            raise CheckpointError(f"{self.path}: this model was loaded without a tokenizer")
+        return self.tokenizer(texts, text_pairs, max_length)
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
+                 output_hidden_states=False, output_attentions=False) -> ModelOutput:
+        input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
+        return bert_forward(input_ids, attention_mask, token_type_ids, self._prepared, self.config, self.ops,
+                            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+
+    def forward_recorded(self, batch, record, output_attentions=False) -> ModelOutput:
+        """The NumPy reference forward with a recorder: what numbert.trace runs."""
+        input_ids, attention_mask, token_type_ids = self.check_inputs(
+            batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, layers,
+                            output_attentions=output_attentions, record=record)
+
+    def check_inputs(self, input_ids, attention_mask, token_type_ids):
+        """Validate and normalise the three [B, T] inputs; raise naming what is wrong."""
+        c = self.config
+        input_ids = _int_array(input_ids, "input_ids")
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be 2-D [batch, tokens], found shape {list(input_ids.shape)}")
+        B, T = input_ids.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"input_ids is empty (shape {[B, T]}): nothing to run")
+        if T > c.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {c.max_position_embeddings}: "
+                             "truncate the input (model.tokenize does)")
+        _check_range(input_ids, "input_ids", c.vocab_size, "vocab_size")
+        if attention_mask is None:
+            attention_mask = np.ones((B, T), dtype=np.int64)
+        else:
+            attention_mask = _int_array(attention_mask, "attention_mask", allow_bool=True)
+            _check_shape(attention_mask, "attention_mask", (B, T))
+            if not np.isin(attention_mask, (0, 1)).all():
+                raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        if token_type_ids is None:
+            token_type_ids = np.zeros((B, T), dtype=np.int64)
+        else:
+            token_type_ids = _int_array(token_type_ids, "token_type_ids")
+            _check_shape(token_type_ids, "token_type_ids", (B, T))
+            _check_range(token_type_ids, "token_type_ids", c.type_vocab_size, "type_vocab_size")
+        return input_ids, attention_mask, token_type_ids
+
+
+def _int_array(x, name, allow_bool=False) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype == np.bool_ and allow_bool:
+        return a.astype(np.int64)
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, found dtype {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
+def _check_shape(a, name, shape):
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {list(a.shape)}, expected {list(shape)} like input_ids")
+
+
+def _check_range(a, name, limit, limit_name):
+    bad = np.argwhere((a < 0) | (a >= limit))
+    if len(bad):
+        b, t = bad[0]
+        raise ValueError(f"{name}[{b}, {t}] = {a[b, t]} is outside [0, {limit}) ({limit_name} of config.json); "
+                         f"{len(bad)} value(s) out of range")
+
+
+def load(path, num_labels=None, seed=0, backend="numpy", threads=None) -> Model:
+    """Load a BERT checkpoint folder: config.json, safetensors weights, tokenizer.
+
+    threads: how many cores Numba and BLAS use (default: NUMBERT_NUM_THREADS, else all).
+
+    num_labels: give an encoder-only checkpoint a fresh, seeded classification head
+    (normal(0, initializer_range) weights, zero bias), as transformers does when
+    BertForSequenceClassification is loaded from a BertModel checkpoint.
+    """
+    folder = hub.resolve(path).folder
+    set_threads(threads)
+    config = BertConfig.from_json(folder / "config.json")
+    weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed)
+    tokenizer = Tokenizer.from_folder(folder, config)
+    return Model(config, weights, tokenizer, backend=backend, path=folder)

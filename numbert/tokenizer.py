@@ -1,0 +1,172 @@
+"""Text to ids with Hugging Face `tokenizers`, padded and truncated as transformers does.
+
+`Tokenizer(...)(texts, text_pairs)` returns a `Batch` equal to what
+`transformers.AutoTokenizer.from_pretrained(folder)(texts, text_pairs, padding=True,
+truncation=True)` gives: [CLS] text [SEP] (pair [SEP]), padded on the right to the longest
+sequence, truncated longest-first to min(model_max_length, max_position_embeddings).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers.processors import TemplateProcessing
+
+from .config import BertConfig
+from .errors import CheckpointError
+
+TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+
+
+@dataclass(frozen=True, eq=False)
+class Batch(Mapping):
+    """Model inputs, each np.int64 [B, T]. A Mapping of the three arrays, so `model(**batch)` works."""
+
+    input_ids: np.ndarray  # [B, T] token ids, [PAD] after the end of each text
+    attention_mask: np.ndarray  # [B, T] 1 for a real token, 0 for padding
+    token_type_ids: np.ndarray  # [B, T] 0 for the first text, 1 for the pair
+    tokens: list[list[str]] = field(default_factory=list, compare=False)  # the token strings, for people
+
+    _KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __getitem__(self, key):
+        if key not in self._KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self._KEYS)
+
+    def __len__(self):
+        return len(self._KEYS)
+
+
+def check_texts(texts, name="texts") -> list[str]:
+    """A list of str from a str or a sequence of str; TypeError naming the first bad index."""
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None or not hasattr(texts, "__iter__"):
+        raise TypeError(f"{name} must be a str or a list of str, found {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] is {type(t).__name__} ({t!r:.40}), expected str")
+    return texts
+
+
+class Tokenizer:
+    def __init__(self, backend: HFTokenizer, model_max_length: int, pad_token: str = "[PAD]"):
+        self.backend = backend
+        self.model_max_length = model_max_length
+        self.pad_token = pad_token
+        self.pad_token_id = backend.token_to_id(pad_token)
+        if self.pad_token_id is None:
+            raise CheckpointError(f"the tokenizer's vocabulary has no pad token {pad_token!r}")
+        backend.no_padding()
+        backend.no_truncation()
+        if backend.post_processor is None:
+            # A tokenizer.json saved without a post-processor: BERT always reads
+            # [CLS] A [SEP] (B [SEP]), and transformers' BertTokenizer adds that template too.
+            cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+            if cls_id is None or sep_id is None:
+                raise CheckpointError("the tokenizer has no post-processor and no [CLS] / [SEP] tokens to build one")
+            backend.post_processor = TemplateProcessing(
+                single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+                special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, config: BertConfig) -> "Tokenizer":
+        folder = Path(folder)
+        tok_config = {}
+        if (folder / TOKENIZER_CONFIG_FILE).is_file():
+            try:
+                tok_config = json.loads((folder / TOKENIZER_CONFIG_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"{folder / TOKENIZER_CONFIG_FILE}: unreadable ({e})") from None
+        if (folder / TOKENIZER_FILE).is_file():
+            try:
+                backend = HFTokenizer.from_file(str(folder / TOKENIZER_FILE))
+            except Exception as e:  # tokenizers raises a bare Exception on a bad file
+                raise CheckpointError(f"{folder / TOKENIZER_FILE}: unreadable tokenizer ({e})") from None
+        elif (folder / VOCAB_FILE).is_file():
+            backend = wordpiece_from_vocab(folder / VOCAB_FILE, tok_config)
+        else:
+            raise CheckpointError(f"{folder}: no {TOKENIZER_FILE} or {VOCAB_FILE}; numbert needs one of them to tokenize")
+        # transformers' AutoTokenizer takes model_max_length from tokenizer_config.json; without
+        # one it would not truncate at all, but the model cannot read past its position table.
+        model_max_length = int(min(tok_config.get("model_max_length", config.max_position_embeddings),
+                                   config.max_position_embeddings))
+        pad_token = tok_config.get("pad_token", "[PAD]")
+        if isinstance(pad_token, dict):  # AddedToken serialised as a dict
+            pad_token = pad_token.get("content", "[PAD]")
+        return cls(backend, model_max_length, pad_token)
+
+    def __call__(self, texts, text_pairs=None, max_length=None) -> Batch:
+        texts = check_texts(texts)
+        pairs = None
+        if text_pairs is not None:
+            pairs = check_texts(text_pairs, "text_pairs")
+            if len(pairs) != len(texts):
+                raise ValueError(f"text_pairs has {len(pairs)} texts but texts has {len(texts)}; they must pair up")
+        if max_length is None:
+            max_length = self.model_max_length
+        elif not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, found {max_length!r}")
+        elif max_length > self.model_max_length:
+            raise ValueError(f"max_length {max_length} exceeds what this model can read ({self.model_max_length} tokens)")
+        if not texts:
+            empty = np.zeros((0, 0), dtype=np.int64)
+            return Batch(empty, empty.copy(), empty.copy(), [])
+
+        self.backend.enable_truncation(max_length, strategy="longest_first")
+        self.backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token, pad_type_id=0)
+        try:
+            inputs = list(zip(texts, pairs)) if pairs is not None else texts
+            encodings = self.backend.encode_batch(inputs, add_special_tokens=True)
+        except Exception as e:  # e.g. max_length too short for the special tokens
+            raise ValueError(f"cannot tokenize with max_length={max_length}: {e}") from None
+        finally:
+            self.backend.no_padding()
+            self.backend.no_truncation()
+        return Batch(
+            input_ids=np.array([e.ids for e in encodings], dtype=np.int64),  # [B, T]
+            attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),  # [B, T]
+            token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),  # [B, T]
+            tokens=[e.tokens for e in encodings],
+        )
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Untruncated token count of each text, special tokens included."""
+        return [len(e.ids) for e in self.backend.encode_batch(texts, add_special_tokens=True)]
+
+
+def wordpiece_from_vocab(vocab: Path, tok_config: dict) -> HFTokenizer:
+    """The BERT WordPiece pipeline for a checkpoint that ships only vocab.txt.
+
+    The same pipeline transformers' converter builds from a slow BertTokenizer: BertNormalizer
+    (clean text, split CJK, lowercase and strip accents if uncased), BertPreTokenizer,
+    WordPiece, [CLS] ... [SEP] template.
+    """
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    lowercase = bool(tok_config.get("do_lower_case", True))
+    try:
+        wrapper = BertWordPieceTokenizer(
+            str(vocab),
+            unk_token=tok_config.get("unk_token", "[UNK]") if isinstance(tok_config.get("unk_token", "[UNK]"), str) else "[UNK]",
+            sep_token="[SEP]", cls_token="[CLS]", pad_token="[PAD]", mask_token="[MASK]",
+            clean_text=True,
+            handle_chinese_chars=bool(tok_config.get("tokenize_chinese_chars", True)),
+            strip_accents=tok_config.get("strip_accents"),
+            lowercase=lowercase,
+        )
+    except Exception as e:
+        raise CheckpointError(f"{vocab}: cannot build a WordPiece tokenizer ({e})") from None
+    return wrapper._tokenizer
