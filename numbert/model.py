@@ -116,8 +116,11 @@ def _check_range(a, name, limit, limit_name):
                          f"{len(bad)} value(s) out of range")
 
 
-def load(path, num_labels=None, seed=0, backend="numpy", threads=None) -> Model:
+def load(path, num_labels=None, seed=0, backend="numpy", threads=None, revision=None) -> Model:
     """Load a BERT checkpoint folder: config.json, safetensors weights, tokenizer.
+
+    path: a checkpoint folder, a Hugging Face Hub id (`org/name`, at `revision`), or a model
+    shipped by a known offline package (see numbert.hub).
 
     threads: how many cores Numba and BLAS use (default: NUMBERT_NUM_THREADS, else all).
 
@@ -125,9 +128,12 @@ def load(path, num_labels=None, seed=0, backend="numpy", threads=None) -> Model:
     (normal(0, initializer_range) weights, zero bias), as transformers does when
     BertForSequenceClassification is loaded from a BertModel checkpoint.
     """
-    folder = hub.resolve(path).folder
+    resolved = hub.resolve(path, revision)  # a folder, the Hub cache, a download, or an offline package
+    folder = resolved.folder
     set_threads(threads)
     config = BertConfig.from_json(folder / "config.json")
     weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed)
     tokenizer = Tokenizer.from_folder(folder, config)
-    return Model(config, weights, tokenizer, backend=backend, path=folder)
+    model = Model(config, weights, tokenizer, backend=backend, path=folder)
+    model.source = resolved.source  # where hub.resolve found it, for `numbert info`
+    return model
