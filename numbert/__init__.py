@@ -1,10 +1,13 @@
 """numbert: BERT inference from scratch in NumPy and Numba, equal to transformers in fp32."""
 
+from .api import classify, embed
 from .config import BertConfig
 from .errors import CheckpointError, ConfigError
+from .hub import ModelNotFoundError
 from .model import Model, load
 from .modeling import ModelOutput
 from .tokenizer import Batch
 
-__all__ = ["BertConfig", "Batch", "CheckpointError", "ConfigError", "Model", "ModelOutput", "load"]
+__all__ = ["BertConfig", "Batch", "CheckpointError", "ConfigError", "Model", "ModelNotFoundError", "ModelOutput",
+           "classify", "embed", "load"]
 __version__ = "0.1.0"

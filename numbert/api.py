@@ -1,0 +1,361 @@
+"""numbert.classify and numbert.embed: BERT for people who want an answer in three lines.
+
+    numbert.classify(["I love cats!"])          # [{'label': 'positive', 'score': 0.9...}]
+    numbert.embed(["I love cats!"]).shape       # (1, 384)
+
+Both take a model as a loaded Model, a checkpoint folder, or a Hub id (see numbert.hub),
+and run the texts in batches sorted by length (little padding), returning results in input
+order. Shapes: N texts, B batch, T tokens, H hidden, D embedding, C labels, K zero-shot labels.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+
+import numpy as np
+
+from .model import Model, load
+from .pooling import EmbedSpec, check_pooling, l2_normalize, pool
+from .tokenizer import Batch, check_texts
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_LABELS = ("positive", "negative")
+# Each zero-shot label is embedded as this sentence; "{}" is the label. Measured on the
+# sentiment set in tests/test_classify.py, MiniLM scores 35/40 with it, 34/40 with the bare label.
+DEFAULT_TEMPLATE = "This is {}."
+# all-MiniLM-L6-v2 was trained with a contrastive loss of softmax(20 * cosine): 20 turns its
+# cosine similarities back into the probabilities it learnt.
+ZERO_SHOT_SCALE = 20.0
+FUNCTIONS = ("softmax", "sigmoid", "none")
+LONG_TEXT = ("truncate", "window")
+
+_MODELS: OrderedDict = OrderedDict()  # (name, revision, backend) -> Model, most recent last
+MODEL_CACHE_SIZE = 4
+
+
+def get_model(model=None, *, backend=None, revision=None) -> Model:
+    """A Model as is; a folder or Hub id loaded once and kept in a small cache (the last 4 used)."""
+    if isinstance(model, Model):
+        return model
+    name = DEFAULT_MODEL if model is None else model
+    key = (str(name), revision, backend)
+    if key in _MODELS:
+        _MODELS.move_to_end(key)
+        return _MODELS[key]
+    kwargs = {"revision": revision}
+    if backend is not None:
+        kwargs["backend"] = backend
+    loaded = load(name, **kwargs)
+    _MODELS[key] = loaded
+    while len(_MODELS) > MODEL_CACHE_SIZE:
+        _MODELS.popitem(last=False)
+    return loaded
+
+
+def clear_model_cache():
+    _MODELS.clear()
+
+
+def has_head(model: Model) -> bool:
+    return model.weights.classifier is not None
+
+
+# ----------------------------------------------------------------------------- classify
+
+def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, function_to_apply=None,
+             template=DEFAULT_TEMPLATE, batch_size=32, max_length=None, truncation=True,
+             long_text="truncate", stride=None, progress=None, backend=None, revision=None):
+    """Classify texts; results shaped like transformers' pipeline("text-classification").
+
+    texts: a str (its result comes back unwrapped) or a list of str (a list comes back).
+    model: a Model, a checkpoint folder, or a Hub id; None = sentence-transformers/all-MiniLM-L6-v2
+        with labels ("positive", "negative"): zero-shot sentiment.
+    Per text: top_k=1 -> {"label", "score"}; top_k=k -> the k best as a list sorted by score;
+    top_k=None -> every label, sorted.
+
+    A model with a classification head: scores are its logits through `function_to_apply`,
+    chosen as the pipeline does when None: "none" for problem_type regression, "sigmoid" for
+    multi-label or a single output, else "softmax". Labels come from config.id2label.
+    text_pair: second texts, read as BERT sentence pairs ([CLS] a [SEP] b [SEP]).
+
+    A model without a head, given `labels` (zero-shot by embedding similarity): the text's
+    sentence embedding (numbert.embed) is compared by cosine similarity with the embedding of
+    each label written into `template` ("{}" is replaced by the label); the scores are
+    softmax(20 * cosine) over the labels, so they sum to 1. 20 is the scale all-MiniLM-L6-v2
+    was trained with (its contrastive loss is a softmax over 20 * cosine).
+
+    Long texts: long_text="truncate" (default) reads the first max_length tokens, as the pipeline
+    does with truncation=True; truncation=False raises instead. long_text="window" reads the text
+    whole, in windows of max_length tokens that overlap by `stride` tokens (default a quarter
+    window), and averages the windows' logits (or embeddings) before scoring.
+    progress: a tqdm bar on stderr (None: when stderr is a terminal and there are several batches).
+    """
+    single = isinstance(texts, str)
+    texts = check_texts(texts)
+    pairs = _check_pairs(text_pair, texts, single)
+    _check_top_k(top_k)
+    if function_to_apply is not None:
+        function_to_apply = str(function_to_apply).lower()
+        if function_to_apply not in FUNCTIONS:
+            raise ValueError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, found {function_to_apply!r}")
+    if labels is not None:
+        labels = _check_labels(labels)
+    elif model is None:
+        labels = list(DEFAULT_LABELS)
+    if not texts:
+        return []
+    m = get_model(model, backend=backend, revision=revision)
+    run = dict(batch_size=batch_size, max_length=max_length, truncation=truncation, long_text=long_text,
+               stride=stride, progress=progress)
+
+    if has_head(m):
+        if labels is not None:
+            raise ValueError(f"labels= is for zero-shot with a model that has no classification head; {m.path} "
+                             f"has one, with labels {list(m.config.id2label.values())}: drop labels=")
+        logits = _encode(m, texts, pairs, _logits_head, desc="classify", **run)  # [N, C]
+        scores = apply_function(logits, function_to_apply or default_function(m.config))  # [N, C]
+        names = [m.config.id2label.get(i, f"LABEL_{i}") for i in range(scores.shape[1])]
+    else:
+        if labels is None:
+            raise ValueError(f"{m.path} has no classification head: pass labels=[...] for zero-shot "
+                             "classification, or use a fine-tuned checkpoint (BertForSequenceClassification)")
+        if pairs is not None:
+            raise ValueError("text_pair needs a model with a classification head; zero-shot reads single texts")
+        if function_to_apply is not None:
+            raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
+        scores = zero_shot_scores(m, texts, labels, template=template, **run)  # [N, K]
+        names = list(labels)
+    results = [_top(row, names, top_k) for row in scores]
+    return results[0] if single else results
+
+
+def default_function(config) -> str:
+    """The pipeline's choice (TextClassificationPipeline.postprocess) of function_to_apply."""
+    if config.problem_type == "regression":
+        return "none"
+    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+def apply_function(logits, function: str) -> np.ndarray:
+    """[N, C] logits -> [N, C] scores, in float32 as the pipeline computes them."""
+    x = np.asarray(logits, dtype=np.float32)
+    if function == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if function == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))  # shift by the max: no overflow
+        return e / e.sum(axis=-1, keepdims=True)
+    return x
+
+
+def zero_shot_scores(model: Model, texts, labels, *, template=DEFAULT_TEMPLATE, **run) -> np.ndarray:
+    """[N, K]: softmax over labels of ZERO_SHOT_SCALE * cosine(text embedding, label embedding)."""
+    if not isinstance(template, str) or "{}" not in template:
+        raise ValueError(f"template must be a str holding '{{}}' where the label goes, found {template!r}")
+    spec = EmbedSpec.from_folder(model.path)
+    text_vecs = l2_normalize(embed(texts, model, pooling=spec.pooling, normalize=False, **run))  # [N, D]
+    label_vecs = l2_normalize(embed([template.replace("{}", label) for label in labels], model,
+                                    pooling=spec.pooling, normalize=False, progress=False))  # [K, D]
+    return apply_function(ZERO_SHOT_SCALE * (text_vecs @ label_vecs.T), "softmax")  # [N, K]
+
+
+def _top(scores, names, top_k):
+    if top_k == 1:  # the pipeline's default shape: one dict
+        i = int(np.argmax(scores))
+        return {"label": names[i], "score": float(scores[i])}
+    ranked = sorted(({"label": n, "score": float(s)} for n, s in zip(names, scores)),
+                    key=lambda d: d["score"], reverse=True)
+    return ranked if top_k is None else ranked[:top_k]
+
+
+# ----------------------------------------------------------------------------- embed
+
+def embed(texts, model=None, *, pooling=None, normalize=None, batch_size=32, max_length=None, truncation=True,
+          long_text="truncate", stride=None, progress=None, backend=None, revision=None) -> np.ndarray:
+    """Sentence embeddings: float32 [N, D] for a list of N texts ([D] for a single str).
+
+    pooling: "mean" (average of the real tokens), "cls" (the [CLS] vector), "max" (per channel,
+    over real tokens), or a list of them (concatenated). normalize: scale to unit length.
+    Both default to what a sentence-transformers folder says (modules.json, 1_Pooling/config.json,
+    a Normalize module), else mean and no normalization; max_length defaults to its
+    sentence_bert_config.json max_seq_length (sentence-transformers truncates there). So the
+    default model's output equals SentenceTransformer(name).encode(texts).
+    long_text="window": windows of max_length tokens overlapping by `stride`, their pooled
+    vectors averaged (then normalized). See classify for batching and progress.
+    """
+    single = isinstance(texts, str)
+    texts = check_texts(texts)
+    m = get_model(model, backend=backend, revision=revision)
+    spec = EmbedSpec.from_folder(m.path)
+    modes = spec.pooling if pooling is None else check_pooling(pooling)
+    if normalize is None:
+        normalize = spec.normalize
+    if max_length is None and spec.max_seq_length:
+        max_length = min(int(spec.max_seq_length), m.tokenizer.model_max_length)
+    if not texts:
+        return np.zeros((0, m.config.hidden_size * len(modes)), dtype=np.float32)
+
+    def head(out, batch):  # [B, T, H] -> [B, D]
+        return pool(out.last_hidden_state, batch.attention_mask, modes)
+
+    vecs = _encode(m, texts, None, head, batch_size=batch_size, max_length=max_length, truncation=truncation,
+                   long_text=long_text, stride=stride, progress=progress, desc="embed")  # [N, D]
+    if normalize:
+        vecs = l2_normalize(vecs)
+    return vecs[0] if single else vecs
+
+
+# ----------------------------------------------------------------------------- batching
+
+def _logits_head(out, batch):
+    return out.logits  # [B, C]
+
+
+def _encode(model: Model, texts, pairs, head, *, batch_size, max_length, truncation, long_text, stride,
+            progress, desc) -> np.ndarray:
+    """head(output, batch) -> [B, D] for every text, run in length-sorted batches: [N, D] in input order.
+
+    Sorting by length puts texts of similar length together, so a batch pads little; each
+    result is written back to its text's index. With long_text="window" a text becomes several
+    windows, and its result is the mean of its windows' results.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, found {batch_size!r}")
+    if long_text not in LONG_TEXT:
+        raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT)}, found {long_text!r}")
+    tok = model.tokenizer
+    limit = tok.model_max_length if max_length is None else max_length
+    model.tokenize([""], max_length=max_length)  # validates max_length against the model
+    lengths = np.asarray(tok.count_tokens(texts))  # [N] untruncated, special tokens included
+    if pairs is not None:
+        lengths = lengths + np.asarray(tok.count_tokens(pairs)) - 1  # one [CLS] for the pair
+
+    if long_text == "window":
+        if pairs is not None:
+            raise ValueError('long_text="window" reads single texts; it cannot window text pairs')
+        units, owner = _windows(model, texts, limit, stride)  # windows as (ids), owner text index
+        unit_lengths = np.asarray([len(u) for u in units])
+    else:
+        if not truncation:
+            too_long = np.flatnonzero(lengths > limit)
+            if len(too_long):
+                i = int(too_long[0])
+                raise ValueError(f"texts[{i}] is {lengths[i]} tokens, longer than the {limit} this model reads, "
+                                 f"and truncation=False ({len(too_long)} text(s) too long); use truncation=True "
+                                 'or long_text="window"')
+        units, owner, unit_lengths = None, np.arange(len(texts)), lengths
+
+    order = np.argsort(unit_lengths, kind="stable")  # short to long
+    starts = range(0, len(order), batch_size)
+    rows = [None] * len(order)
+    with _progress_bar(len(starts), progress, desc) as bar:
+        for start in starts:
+            idx = order[start:start + batch_size]
+            if units is None:
+                batch = model.tokenize([texts[i] for i in idx],
+                                       None if pairs is None else [pairs[i] for i in idx], max_length)
+            else:
+                batch = _pad([units[i] for i in idx], tok.pad_token_id)
+            out = model(**batch)
+            for i, row in zip(idx, head(out, batch)):
+                rows[i] = row
+            bar.update(1)
+    rows = np.stack(rows).astype(np.float32)  # [units, D]
+    if units is None:
+        return rows
+    sums = np.zeros((len(texts), rows.shape[1]), dtype=np.float64)  # [N, D]
+    np.add.at(sums, owner, rows)
+    counts = np.bincount(owner, minlength=len(texts))[:, None]  # [N, 1]
+    return (sums / counts).astype(np.float32)  # each text: the mean of its windows
+
+
+def _windows(model: Model, texts, max_length, stride):
+    """Each text as [CLS] piece [SEP] windows of <= max_length tokens, consecutive pieces sharing `stride` tokens."""
+    tok = model.tokenizer
+    span = max_length - 2  # room for [CLS] and [SEP]
+    if span < 1:
+        raise ValueError(f"max_length {max_length} leaves no room for text between [CLS] and [SEP]")
+    if stride is None:
+        stride = span // 4
+    if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < span:
+        raise ValueError(f"stride (tokens shared by consecutive windows) must be an integer in [0, {span}) "
+                         f"for windows of {max_length} tokens, found {stride!r}")
+    cls_id, sep_id = tok.backend.token_to_id("[CLS]"), tok.backend.token_to_id("[SEP]")
+    units, owner = [], []
+    for i, enc in enumerate(tok.backend.encode_batch(texts, add_special_tokens=False)):
+        ids = enc.ids
+        start = 0
+        while True:
+            units.append([cls_id] + ids[start:start + span] + [sep_id])
+            owner.append(i)
+            if start + span >= len(ids):
+                break
+            start += span - stride
+    return units, np.asarray(owner)
+
+
+def _pad(id_lists, pad_id) -> Batch:
+    B, T = len(id_lists), max(len(ids) for ids in id_lists)
+    input_ids = np.full((B, T), pad_id, dtype=np.int64)  # [B, T]
+    attention_mask = np.zeros((B, T), dtype=np.int64)  # [B, T]
+    for b, ids in enumerate(id_lists):
+        input_ids[b, :len(ids)] = ids
+        attention_mask[b, :len(ids)] = 1
+    return Batch(input_ids, attention_mask, np.zeros((B, T), dtype=np.int64))
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
+
+
+def _progress_bar(total, progress, desc):
+    """A tqdm bar on stderr: forced on/off by `progress`, else on for a terminal and several batches."""
+    if progress is None:
+        progress = total > 1 and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _check_pairs(text_pair, texts, single):
+    if text_pair is None:
+        return None
+    if single != isinstance(text_pair, str):
+        raise TypeError("text_pair must be a str when texts is a str, and a list of str when texts is a list")
+    pairs = check_texts(text_pair, "text_pair")
+    if len(pairs) != len(texts):
+        raise ValueError(f"text_pair has {len(pairs)} texts but texts has {len(texts)}; they must pair up "
+                         f"(text_pair[{min(len(pairs), len(texts))}] has no partner)")
+    return pairs
+
+
+def _check_top_k(top_k):
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None (all labels), found {top_k!r}")
+
+
+def _check_labels(labels) -> list[str]:
+    if isinstance(labels, str):
+        labels = [s.strip() for s in labels.split(",")]
+    labels = check_texts(labels, "labels")
+    for i, label in enumerate(labels):
+        if not label.strip():
+            raise ValueError(f"labels[{i}] is empty")
+    if len(labels) < 2:
+        raise ValueError(f"zero-shot needs at least 2 labels to choose between, found {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct, found {labels!r}")
+    return labels
