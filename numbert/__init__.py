@@ -7,7 +7,8 @@ from .hub import ModelNotFoundError
 from .model import Model, load
 from .modeling import ModelOutput
 from .tokenizer import Batch
+from .trace import trace  # the function; the module stays importable as `from numbert.trace import ...`
 
 __all__ = ["BertConfig", "Batch", "CheckpointError", "ConfigError", "Model", "ModelNotFoundError", "ModelOutput",
-           "classify", "embed", "load"]
+           "classify", "embed", "load", "trace"]
 __version__ = "0.1.0"

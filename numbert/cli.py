@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import trace_cli
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -13,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    trace_cli.register(sub)
     # more commands register here
     return parser
 

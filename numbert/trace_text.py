@@ -1,0 +1,146 @@
+"""print(trace): the walkthrough as text, one line per step, layers in BERT LAYER n blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .trace import DROPOUT_AFTER, DROPOUT_BEFORE, RULE, Trace, token_mask
+
+TITLE_W, SHAPE_W, LAYOUT_W = 42, 16, 11
+
+# Steps whose output is the "Hidden States" the next module reads.
+HIDDEN_KEYS = {"embeddings.LayerNorm", "attention.self.context_reshaped", "attention.output.LayerNorm",
+               "intermediate.intermediate_act_fn", "output.LayerNorm", "pooler.activation"}
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def fmt_num(x: float) -> str:
+    return f"{x:.6g}" if float(x).is_integer() and abs(x) < 1e7 else f"{x:.4g}"
+
+
+def header(trace: Trace) -> list[str]:
+    c = trace.config
+    B, T = trace.batch.input_ids.shape
+    lines = [
+        f"numbert trace: {trace.model_name}, {B} text(s) x {T} tokens, NumPy reference path",
+        f"NUMBER OF LAYERS: {c.num_hidden_layers}   EMBEDDING SIZE: {c.hidden_size}   "
+        f"HEADS: {c.num_attention_heads} x {c.head_size}   INTERMEDIATE SIZE: {c.intermediate_size}   "
+        f"ACTIVATIONS: {c.hidden_act}",
+        "",
+        "TOKENIZER",
+    ]
+    b = trace.batch
+    for i, text in enumerate(trace.texts):
+        pair = f" + {trace.text_pairs[i]!r}" if trace.text_pairs else ""
+        lines.append(f"text {i}: {text!r}{pair}")
+        toks = b.tokens[i] if b.tokens else [str(t) for t in b.input_ids[i]]
+        rows = [("tokens", toks), ("input_ids", [str(v) for v in b.input_ids[i]]),
+                ("attention_mask", [str(v) for v in b.attention_mask[i]]),
+                ("token_type_ids", [str(v) for v in b.token_type_ids[i]])]
+        widths = [max(len(r[1][j]) for r in rows) for j in range(len(toks))]
+        for label, cells in rows:
+            lines.append(f"  {label:<15} " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+    lines.append("")
+    return lines
+
+
+def step_line(title, shape, layout, name, diff="", flag="") -> str:
+    return f"  {title:<{TITLE_W}} {shape:<{SHAPE_W}} {layout:<{LAYOUT_W}} {diff}{name}{flag}".rstrip()
+
+
+def diff_cells(trace: Trace, name: str) -> tuple[str, str]:
+    """The check column ("diff 7.2e-07 ok") and a flag at the line's end for a divergent step."""
+    if trace.check is None:
+        return "", ""
+    s = trace.check.steps.get(name)
+    if s is None or s.max_abs_diff is None:
+        return f"{'no torch twin':<17}", ""
+    cell = f"diff {s.max_abs_diff:.1e} {'ok' if s.ok else 'BAD':<4}"
+    if s.ok:
+        return cell, ""
+    first = name == trace.check.first_divergence
+    return cell, f"   <-- {'FIRST DIVERGENCE' if first else 'diverges'} (tolerance {s.tolerance:.1e})"
+
+
+def detail_lines(step, mask, values: bool, stats: bool) -> list[str]:
+    a = step.array
+    pad = " " * 6
+    out = []
+    if values:
+        index = (0,) * (a.ndim - 1)
+        row = a[index] if a.ndim else a.reshape(1)
+        n = 12 if np.issubdtype(a.dtype, np.integer) else 6
+        shown = " ".join(str(v) if np.issubdtype(a.dtype, np.integer) else f"{v + 0.0: .4f}" for v in row[:n])  # + 0.0: no "-0.0000"
+        more = " ..." if row.size > n else ""
+        where = "[" + ", ".join([*map(str, index), f":{n}" if row.size > n else ":"]) + "]"
+        out.append(f"{pad}{where} = {shown}{more}")
+    if stats:
+        real = a[mask].astype(np.float64) if mask.shape == a.shape else a.astype(np.float64).ravel()
+        if real.size:
+            out.append(f"{pad}min {fmt_num(real.min())}  max {fmt_num(real.max())}  "
+                       f"mean {fmt_num(real.mean())}  std {fmt_num(real.std())}   (real tokens)")
+    return out
+
+
+def render(trace: Trace, layers: list[int] | None, values: bool = False, stats: bool = False) -> str:
+    lines = header(trace)
+    c = trace.config
+    module = None
+    layer = None
+    hidden = None  # the step whose output the next module reads
+    blank = " " * 17 if trace.check is not None else ""  # keeps the name column aligned under a check
+    for i, step in enumerate(trace.steps):
+        key = step.key
+        if step.layer != layer:
+            layer = step.layer
+            module = None
+            if layer is not None:
+                lines.append(f"{RULE} BERT LAYER {layer + 1} {RULE}   encoder.layer.{layer}")
+                if layers is not None and layer + 1 not in layers:
+                    lines.append("  ...")
+        shown = layer is None or layers is None or layer + 1 in layers
+        if not shown:
+            if key in HIDDEN_KEYS:
+                hidden = step
+            continue
+        if step.module != module:
+            module = step.module
+            extra = ""
+            if module == "BertSelfAttention":
+                extra = f"   Attention Head Size: {c.head_size}   Combined Attentions Head Size: {c.hidden_size}"
+            lines.append(f"{module}{extra}")
+            if hidden is not None and module not in ("BertEmbeddings", "BertModel"):
+                label = "Pooled Output" if module == "Classifier" else "Hidden States"
+                source = hidden.key if hidden.layer is not None and hidden.layer == layer else hidden.name
+                lines.append(step_line(label, fmt_shape(hidden.shape), hidden.layout or "", blank + f"(input: {source})"))
+        if key in DROPOUT_BEFORE:
+            lines.append(step_line(DROPOUT_BEFORE[key], "", "", blank + "identity at inference"))
+        name = key if layer is not None else step.name
+        lines.append(step_line(step.title, fmt_shape(step.shape), step.layout or "", name,
+                               *diff_cells(trace, step.name)))
+        if values or stats:
+            lines.extend(detail_lines(step, token_mask(step.layout, step.shape, trace.batch.attention_mask),
+                                      values, stats))
+        if key in DROPOUT_AFTER:
+            lines.append(step_line(DROPOUT_AFTER[key], "", "", blank + "identity at inference"))
+        if key in HIDDEN_KEYS:
+            hidden = step
+    if trace.check is not None:
+        lines.extend(["", check_summary(trace)])
+    return "\n".join(lines)
+
+
+def check_summary(trace: Trace) -> str:
+    ch = trace.check
+    n = sum(s.max_abs_diff is not None for s in ch.steps.values())
+    head = (f"checked against {ch.reference}: {n} steps at real tokens, max abs diff {ch.max_abs_diff:.2e} "
+            f"(tolerance {ch.tolerance:g} x max(1, |value|))")
+    if ch.ok:
+        return head + "\nall steps within tolerance"
+    first = ch.steps[ch.first_divergence]
+    bad = sum(not s.ok for s in ch.steps.values())
+    return (head + f"\nFIRST DIVERGENCE: {first.name} (max abs diff {first.max_abs_diff:.3e} > {first.tolerance:.1e}); "
+            f"{bad} step(s) beyond tolerance")
