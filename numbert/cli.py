@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import trace_cli
+
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """\
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(sub)
     _add_embed(sub)
     _add_info(sub)
+    trace_cli.register(sub)
     # more commands register here
     return parser
 
