@@ -77,7 +77,8 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     A model with a classification head: scores are its logits through `function_to_apply`,
     chosen as the pipeline does when None: "none" for problem_type regression, "sigmoid" for
     multi-label or a single output, else "softmax". Labels come from config.id2label.
-    text_pair: second texts, read as BERT sentence pairs ([CLS] a [SEP] b [SEP]).
+    text_pair: second texts, read as BERT sentence pairs ([CLS] a [SEP] b [SEP]); an empty
+        pair reads as no pair, as the pipeline does.
 
     A model without a head, given `labels` (zero-shot by embedding similarity): the text's
     sentence embedding (numbert.embed) is compared by cosine similarity with the embedding of
@@ -247,15 +248,19 @@ def _encode(model: Model, texts, pairs, head, *, batch_size, max_length, truncat
                                  'or long_text="window"')
         units, owner, unit_lengths = None, np.arange(len(texts)), lengths
 
-    order = np.argsort(unit_lengths, kind="stable")  # short to long
-    starts = range(0, len(order), batch_size)
-    rows = [None] * len(order)
-    with _progress_bar(len(starts), progress, desc) as bar:
-        for start in starts:
-            idx = order[start:start + batch_size]
+    # An empty text_pair reads as no pair, as in transformers' pipeline (its tokenizer, called on
+    # one text, drops a falsy pair); such texts get batches of their own.
+    no_pair = np.ones(len(unit_lengths), bool) if pairs is None else np.array([p == "" for p in pairs])
+    batches = []
+    for group in (np.flatnonzero(no_pair), np.flatnonzero(~no_pair)):
+        order = group[np.argsort(unit_lengths[group], kind="stable")]  # short to long
+        batches += [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    rows = [None] * len(unit_lengths)
+    with _progress_bar(len(batches), progress, desc) as bar:
+        for idx in batches:
             if units is None:
                 batch = model.tokenize([texts[i] for i in idx],
-                                       None if pairs is None else [pairs[i] for i in idx], max_length)
+                                       None if no_pair[idx[0]] else [pairs[i] for i in idx], max_length)
             else:
                 batch = _pad([units[i] for i in idx], tok.pad_token_id)
             out = model(**batch)
