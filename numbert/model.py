@@ -32,7 +32,7 @@ class Model:
     """A loaded BERT checkpoint. Call it like a transformers model: `model(**model.tokenize(texts))`."""
 
     def __init__(self, config: BertConfig, weights: BertWeights, tokenizer: Tokenizer | None,
-                 backend: str = "numpy", path: Path | None = None):
+                 backend: str = "numba", path: Path | None = None):
         self.config = config
         self.weights = weights
         self.tokenizer = tokenizer
@@ -116,7 +116,7 @@ def _check_range(a, name, limit, limit_name):
                          f"{len(bad)} value(s) out of range")
 
 
-def load(path, num_labels=None, seed=0, backend="numpy", threads=None, revision=None) -> Model:
+def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=None) -> Model:
     """Load a BERT checkpoint folder: config.json, safetensors weights, tokenizer.
 
     path: a checkpoint folder, a Hugging Face Hub id (`org/name`, at `revision`), or a model

@@ -1,0 +1,101 @@
+"""Scaled dot-product attention for one layer, fused per (batch, head): the twin of
+numbert.layers.attention (and attention_mask_bias).
+
+For each (b, h), one parallel task copies that head's keys (transposed) and values into
+small contiguous buffers, then for each query row computes its T scores, scales, masks,
+softmaxes them and multiplies by the values, all in one row buffer of T floats: the
+[B, nh, T, T] score tensor never exists unless output_attentions asks for it.
+
+Keys after the last real token of a sequence (right padding) are skipped: their bias is
+finfo(float32).min, so their exp() is exactly 0 in the reference too and skipping them
+changes no number. A sequence with no real token at all attends uniformly to every key,
+as the reference does, so it keeps all T keys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..record import NO_RECORD
+from .jit import pjit, prange
+from .scalar import exp_f32
+
+f32 = np.float32
+
+# a bias at or below this hides a key completely (exp underflows to 0 against any real score)
+_MASKED = f32(-1e30)
+
+
+def attention_mask_bias(attention_mask):  # [B, T] -> [B, 1, 1, T]
+    # As the reference: (1 - mask) * finfo(float32).min, an additive bias on the keys.
+    keep = np.asarray(attention_mask)[:, None, None, :].astype(f32)  # [B, 1, 1, T]
+    return (f32(1.0) - keep) * np.finfo(f32).min  # [B, 1, 1, T]
+
+
+@pjit
+def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
+    # q, k, v [B, T, H] (any strides), bias [B, T], lengths [B] -> out [B, T, H], probs [B, nh, T, T]
+    B, T, H = q.shape
+    hs = H // nh
+    for task in prange(B * nh):
+        b = task // nh
+        h = task % nh
+        o = h * hs  # this head's columns in H
+        L = lengths[b]  # keys 0 .. L-1 can be attended to
+        kt = np.empty((hs, L), f32)  # K^T of this head, so a score row is a sum of scaled rows of kt
+        vh = np.empty((L, hs), f32)
+        for j in range(L):
+            for d in range(hs):
+                kt[d, j] = k[b, j, o + d]
+                vh[j, d] = v[b, j, o + d]
+        s = np.empty(L, f32)  # one query's scores, then its softmax weights
+        acc = np.empty(hs, f32)
+        for i in range(T):
+            for j in range(L):
+                s[j] = f32(0.0)
+            for d in range(hs):  # s = q_i . K^T
+                qd = q[b, i, o + d]
+                for j in range(L):
+                    s[j] += qd * kt[d, j]
+            m = s[0] * scale + bias[b, 0]
+            for j in range(L):  # scale, mask, row max
+                x = s[j] * scale + bias[b, j]
+                s[j] = x
+                m = max(m, x)
+            total = f32(0.0)
+            for j in range(L):
+                e = exp_f32(s[j] - m)
+                s[j] = e
+                total += e
+            inv = f32(1.0) / total
+            for d in range(hs):
+                acc[d] = f32(0.0)
+            for j in range(L):  # context_i = softmax(s) . V
+                p = s[j] * inv
+                for d in range(hs):
+                    acc[d] += p * vh[j, d]
+            for d in range(hs):
+                out[b, i, o + d] = acc[d]
+            if want_probs:
+                for j in range(L):
+                    probs[b, h, i, j] = s[j] * inv
+                for j in range(L, T):
+                    probs[b, h, i, j] = f32(0.0)
+
+
+def attention(q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD):
+    # [B, T, H] x3, [B, 1, 1, T], int -> context [B, T, H], probs [B, nh, T, T] or None
+    B, T, H = q.shape
+    nh, hs = num_heads, H // num_heads
+    bias = np.ascontiguousarray(np.broadcast_to(mask_bias, (B, 1, 1, T)), dtype=f32).reshape(B, T)  # [B, T]
+    real = bias > _MASKED  # [B, T]
+    last = T - np.argmax(real[:, ::-1], axis=1)  # [B] one past the last real key
+    lengths = np.where(real.any(axis=1), last, T).astype(np.int64)  # [B]
+    out = np.empty((B, T, H), f32)
+    probs = np.empty((B, nh, T, T) if output_attentions else (0, 0, 0, 0), f32)
+    # The reference divides the scores by sqrt(hs); multiplying by its float32 inverse
+    # differs by at most an ulp (and not at all when hs is a power of 4, as 64 is).
+    _attention_heads(q, k, v, bias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions)
+    return out, (probs if output_attentions else None)

@@ -1,0 +1,305 @@
+"""Every Numba kernel against its NumPy twin (numbert.layers), and the numba backend against
+the numpy backend on whole checkpoints.
+
+Shapes are small so the file also runs quickly with NUMBA_DISABLE_JIT=1, where the same
+kernel code runs as plain Python (CI does both).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import numbert
+import numbert.kernels as K
+import numbert.layers as R
+from numbert.model import get_ops
+from conftest import max_diff_at_tokens
+
+f32 = np.float32
+JIT_DISABLED = bool(numba.config.DISABLE_JIT)
+TOL = 1e-5
+
+# (B, T, H, nh): T=1, odd sizes, a head size that is not a power of two
+ATTENTION_SHAPES = [(1, 1, 8, 2), (2, 5, 12, 3), (3, 17, 32, 4), (2, 33, 40, 5)]
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(f32)
+
+
+def assert_close(ours, ref, tol=TOL, what=""):
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != reference {ref.shape}"
+    assert ours.dtype == np.float32, f"{what}: dtype {ours.dtype}, expected float32"
+    diff = float(np.abs(ours.astype(np.float64) - ref.astype(np.float64)).max()) if ref.size else 0.0
+    assert diff <= tol, f"{what}: max |kernel - numpy| = {diff:.3g} > {tol:g}"
+
+
+def masks(rng, B, T):
+    """Attention masks to try: no padding, right padding, a hole, and a fully padded row."""
+    full = np.ones((B, T), np.int64)
+    right = full.copy()
+    right[0, max(1, T // 2):] = 0
+    holes = (rng.random((B, T)) > 0.3).astype(np.int64)
+    holes[:, 0] = 1
+    dead = right.copy()
+    dead[-1, :] = 0  # a sequence with no real token at all
+    return {"full": full, "right": right, "holes": holes, "dead": dead}
+
+
+# ---------------------------------------------------------------- the contract
+
+
+def test_kernels_have_every_layer_function_with_the_same_signature():
+    public = [n for n, f in vars(R).items()
+              if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == R.__name__]
+    for name in public:
+        assert hasattr(K, name), f"numbert.kernels lacks {name}, the twin of numbert.layers.{name}"
+        ours = list(inspect.signature(getattr(K, name)).parameters)
+        theirs = list(inspect.signature(getattr(R, name)).parameters)
+        assert ours == theirs, f"kernels.{name}{ours} != layers.{name}{theirs}"
+    assert get_ops("numba") is K and get_ops("numpy") is R
+
+
+def test_jit_options_are_decided_in_one_place():
+    from numbert.kernels import jit
+
+    assert "nnan" not in jit.FASTMATH and "ninf" not in jit.FASTMATH  # masked rows use finfo.min
+    if not JIT_DISABLED:
+        from numbert.kernels.softmax import _softmax_rows
+
+        assert type(_softmax_rows._cache).__name__ != "NullCache"  # cache=True
+        assert _softmax_rows.targetoptions["parallel"] is True
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+@pytest.mark.parametrize("name", ["erf", "gelu", "gelu_tanh", "relu"])
+@pytest.mark.parametrize("shape", [(1,), (3, 7), (2, 1, 37)])
+def test_activation(name, shape):
+    rng = np.random.default_rng(len(shape))
+    x = rand(rng, *shape, scale=3.0)
+    x.flat[0] = 0.0
+    assert_close(getattr(K, name)(x), getattr(R, name)(x), what=name)
+
+
+@pytest.mark.parametrize("name", ["erf", "gelu", "gelu_tanh"])
+def test_activation_tails(name):
+    # large |x|: erf saturates at +-1, GELU goes to x or 0; exp/tanh must not overflow
+    x = np.array([-1e4, -90.0, -30.0, -9.5, -4.0, -1e-6, 0.0, 1e-6, 4.0, 9.5, 30.0, 90.0, 1e4], f32)
+    ours, ref = getattr(K, name)(x), getattr(R, name)(x)
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=TOL)
+
+
+def test_erf_is_the_true_erf():
+    x = np.linspace(-6, 6, 1201, dtype=f32)
+    exact = np.array([math.erf(v) for v in x.astype(np.float64)])
+    assert np.abs(K.erf(x) - exact).max() < 1e-6
+
+
+@pytest.mark.parametrize("T", [1, 5, 16])
+def test_softmax(T):
+    rng = np.random.default_rng(T)
+    x = rand(rng, 2, 3, T, scale=10.0)
+    assert_close(K.softmax(x), R.softmax(x), what="softmax")
+    big = np.full((2, T), 1e30, f32)  # equal huge logits: uniform, no overflow
+    assert_close(K.softmax(big), R.softmax(big), what="softmax of equal huge logits")
+
+
+@pytest.mark.parametrize("B, T, H, nh", ATTENTION_SHAPES)
+def test_masked_softmax(B, T, H, nh):
+    rng = np.random.default_rng(T)
+    scores = rand(rng, B, nh, T, T, scale=5.0)
+    for kind, mask in masks(rng, B, T).items():
+        bias = R.attention_mask_bias(mask)
+        ours = K.masked_softmax(scores, bias, 0.125)
+        assert_close(ours, R.masked_softmax(scores, bias, 0.125), what=f"masked_softmax ({kind} mask)")
+        assert np.isfinite(ours).all()
+
+
+# ---------------------------------------------------------------- LayerNorm
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8), (2, 5, 12), (3, 37)])
+@pytest.mark.parametrize("eps", [1e-12, 1e-5])
+def test_layer_norms(shape, eps):
+    rng = np.random.default_rng(shape[-1])
+    H = shape[-1]
+    x, res = rand(rng, *shape, scale=4.0), rand(rng, *shape)
+    w, b = rand(rng, H), rand(rng, H)
+    assert_close(K.layer_norm(x, w, b, eps), R.layer_norm(x, w, b, eps), what="layer_norm")
+    assert_close(K.add_layer_norm(x, res, w, b, eps), R.add_layer_norm(x, res, w, b, eps), what="add_layer_norm")
+    x0 = x.copy()
+    K.add_layer_norm(x, res, w, b, eps)
+    assert np.array_equal(x, x0), "add_layer_norm must not modify its input"
+
+
+def test_layer_norm_of_a_constant_row():
+    x = np.full((2, 16), 3.0, f32)  # zero variance: the output is the bias
+    w, b = np.ones(16, f32), np.arange(16, dtype=f32)
+    assert_close(K.layer_norm(x, w, b, 1e-12), R.layer_norm(x, w, b, 1e-12), what="layer_norm, constant row")
+
+
+# ---------------------------------------------------------------- dense layers
+
+
+@pytest.mark.parametrize("lead", [(1,), (1, 1), (2, 5)])
+def test_linear(lead):
+    rng = np.random.default_rng(len(lead))
+    x, w, b = rand(rng, *lead, 13), rand(rng, 7, 13), rand(rng, 7)
+    assert_close(K.linear(x, w, b), R.linear(x, w, b), what="linear")
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"])
+@pytest.mark.parametrize("lead", [(1, 1), (2, 5)])
+def test_linear_act(act, lead):
+    rng = np.random.default_rng(len(lead))
+    x, w, b = rand(rng, *lead, 12), rand(rng, 37, 12), rand(rng, 37)
+    assert_close(K.linear_act(x, w, b, act), R.linear_act(x, w, b, act), what=f"linear_act {act}")
+
+
+def _layer_weights(rng, H):
+    from numbert import weights as W
+
+    lin = lambda: W.Linear(rand(rng, H, H, scale=0.3), rand(rng, H))  # noqa: E731
+    return W.SelfAttention(query=lin(), key=lin(), value=lin())
+
+
+@pytest.mark.parametrize("B, T, H, nh", ATTENTION_SHAPES)
+def test_qkv_fused_and_unfused(B, T, H, nh):
+    import dataclasses
+
+    rng = np.random.default_rng(H)
+    x = rand(rng, B, T, H)
+    sa = _layer_weights(rng, H)
+    ref = R.qkv(x, sa)
+    stacked = np.concatenate([sa.query.weight, sa.key.weight, sa.value.weight])
+    fused = dataclasses.replace(sa, qkv=type(sa.query)(stacked, np.concatenate([sa.query.bias, sa.key.bias, sa.value.bias])))
+    for w, how in ((sa, "three GEMMs"), (fused, "one fused GEMM")):
+        for name, ours, theirs in zip("qkv", K.qkv(x, w), ref):
+            assert_close(ours, theirs, what=f"qkv {name} ({how})")
+
+
+def test_prepare_stacks_qkv_and_keeps_the_checkpoint(checkpoint_factory):
+    folder = checkpoint_factory()
+    model = numbert.load(folder, backend="numpy")
+    prepared = K.prepare(model.weights)
+    for layer, orig in zip(prepared.encoder.layer, model.weights.encoder.layer):
+        sa, o = layer.attention.self, orig.attention.self
+        H = o.query.weight.shape[0]
+        assert sa.qkv.weight.shape == (3 * H, H) and sa.qkv.bias.shape == (3 * H,)
+        assert np.array_equal(sa.qkv.weight[H:2 * H], o.key.weight)
+        assert np.array_equal(sa.qkv.bias[2 * H:], o.value.bias)
+        assert o.qkv is None  # the loaded tree is not changed
+    assert R.prepare(model.weights) is model.weights
+
+
+# ---------------------------------------------------------------- attention
+
+
+def test_attention_mask_bias():
+    mask = np.array([[1, 1, 0], [0, 0, 0]])
+    ours, ref = K.attention_mask_bias(mask), R.attention_mask_bias(mask)
+    assert ours.shape == (2, 1, 1, 3) and np.array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("B, T, H, nh", ATTENTION_SHAPES)
+def test_attention(B, T, H, nh):
+    rng = np.random.default_rng(B * T)
+    q, k, v = (rand(rng, B, T, H, scale=2.0) for _ in range(3))
+    for kind, mask in masks(rng, B, T).items():
+        bias = R.attention_mask_bias(mask)
+        ref_ctx, ref_probs = R.attention(q, k, v, bias, nh, output_attentions=True)
+        ctx, probs = K.attention(q, k, v, bias, nh, output_attentions=True)
+        assert_close(ctx, ref_ctx, what=f"attention context ({kind} mask)")
+        assert_close(probs, ref_probs, what=f"attention probs ({kind} mask)")
+        ctx_only, none = K.attention(q, k, v, bias, nh)
+        assert none is None
+        assert_close(ctx_only, ref_ctx, what=f"attention context without probs ({kind} mask)")
+
+
+def test_attention_on_strided_views():
+    # the fused QKV GEMM hands the kernel three column slices of one [B, T, 3H] array
+    rng = np.random.default_rng(7)
+    B, T, H, nh = 2, 6, 12, 3
+    y = rand(rng, B, T, 3 * H)
+    q, k, v = y[..., :H], y[..., H:2 * H], y[..., 2 * H:]
+    bias = R.attention_mask_bias(masks(rng, B, T)["right"])
+    assert_close(K.attention(q, k, v, bias, nh)[0], R.attention(q, k, v, bias, nh)[0], what="attention on views")
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+@pytest.mark.parametrize("B, T", [(1, 1), (2, 7), (3, 16)])
+def test_embeddings(B, T):
+    rng = np.random.default_rng(T)
+    V, P, Y, H = 50, 16, 2, 12
+    word, pos, typ = rand(rng, V, H), rand(rng, P, H), rand(rng, Y, H)
+    w, b = rand(rng, H), rand(rng, H)
+    ids, types = rng.integers(0, V, (B, T)), rng.integers(0, Y, (B, T))
+    ours = K.embeddings(ids, types, word, pos, typ, w, b, 1e-12)
+    assert_close(ours, R.embeddings(ids, types, word, pos, typ, w, b, 1e-12), what="embeddings")
+
+
+# ---------------------------------------------------------------- whole models: numba == numpy
+
+CHECKPOINTS = {
+    "gelu": {},
+    "gelu_tanh": {"hidden_act": "gelu_new", "num_labels": 3},
+    "relu-odd": {"hidden_act": "relu", "hidden_size": 24, "num_attention_heads": 3, "intermediate_size": 29,
+                 "num_hidden_layers": 3},
+    "no-pooler": {"add_pooling_layer": False, "layer_norm_eps": 1e-5},
+    "classifier": {"num_labels": 2, "hidden_act": "gelu_pytorch_tanh", "seed": 3},
+}
+TEXTS = ["Beautiful is better than ugly.", "Errors should never pass silently, unless explicitly silenced.",
+         "Now", "Café au lait, naïve résumé!"]
+
+
+def compare_backends(folder, texts, what, hidden_and_attentions=True):
+    numpy_model = numbert.load(folder, backend="numpy")
+    numba_model = numbert.load(folder, backend="numba")
+    assert numba_model.backend == "numba"
+    batch = numpy_model.tokenize(texts)
+    kw = dict(output_hidden_states=hidden_and_attentions, output_attentions=hidden_and_attentions)
+    ref, ours = numpy_model(**batch, **kw), numba_model(**batch, **kw)
+    mask = batch.attention_mask
+    d = max_diff_at_tokens(ours.last_hidden_state, ref.last_hidden_state, mask)
+    assert d <= TOL, f"{what}: last_hidden_state differs by {d:.3g}"
+    assert np.isfinite(ours.last_hidden_state).all()
+    for name in ("pooler_output", "logits"):
+        a, b = getattr(ours, name), getattr(ref, name)
+        assert (a is None) == (b is None), f"{what}: {name} present in one backend only"
+        if a is not None:
+            assert_close(a, b, what=f"{what}: {name}")
+    if hidden_and_attentions:
+        for i, (a, b) in enumerate(zip(ours.hidden_states, ref.hidden_states)):
+            d = max_diff_at_tokens(a, b, mask)
+            assert d <= TOL, f"{what}: hidden_states[{i}] differs by {d:.3g} (first diverging tensor)"
+        for i, (a, b) in enumerate(zip(ours.attentions, ref.attentions)):
+            keep = mask.astype(bool)
+            d = float(np.abs(a - b).transpose(0, 2, 1, 3)[keep].max())  # at real query positions
+            assert d <= TOL, f"{what}: attentions[{i}] differs by {d:.3g}"
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINTS))
+def test_numba_backend_equals_numpy_backend(checkpoint_factory, name):
+    compare_backends(checkpoint_factory(**CHECKPOINTS[name]), TEXTS, name)
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="a 6-layer, 384-wide model is too slow as pure Python")
+def test_numba_backend_equals_numpy_backend_on_minilm(minilm_path):
+    texts = TEXTS + ["The quick brown fox jumps over the lazy dog. " * 12]  # one long row: lots of padding
+    compare_backends(minilm_path, texts, "all-MiniLM-L6-v2")
+
+
+def test_numba_is_the_default_backend(checkpoint_factory):
+    assert numbert.load(checkpoint_factory()).backend == "numba"
+    assert inspect.signature(numbert.Model).parameters["backend"].default == "numba"
