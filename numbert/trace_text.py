@@ -6,7 +6,7 @@ import numpy as np
 
 from .trace import DROPOUT_AFTER, DROPOUT_BEFORE, RULE, Trace, token_mask
 
-TITLE_W, SHAPE_W, LAYOUT_W = 42, 16, 11
+TITLE_W, SHAPE_W, LAYOUT_W = 43, 16, 11
 
 # Steps whose output is the "Hidden States" the next module reads.
 HIDDEN_KEYS = {"embeddings.LayerNorm", "attention.self.context_reshaped", "attention.output.LayerNorm",
