@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -191,13 +192,13 @@ class Trace:
     """Every intermediate tensor of one forward pass, in order. Iterate, index by name, print."""
 
     def __init__(self, steps: list[Step], batch: Batch, texts: list[str], text_pairs: list[str] | None,
-                 model: Model, output: ModelOutput, layers: list[int] | None = None):
+                 model: Model, output: ModelOutput, layers: list[int] | None = None, model_name: str | None = None):
         self.steps = steps
         self.batch = batch
         self.texts = texts
         self.text_pairs = text_pairs
         self.config = model.config
-        self.model_name = model_label(model)
+        self.model_name = model_name or model_label(model)
         self.model_path = model.path
         self.output = output
         self.layers = layers  # 1-based layers that print(trace) shows; None: all
@@ -260,8 +261,6 @@ class Trace:
         return render_html(self)
 
     def save_html(self, path) -> None:
-        from pathlib import Path
-
         Path(path).write_text(self.to_html(), encoding="utf-8")
 
 
@@ -330,6 +329,8 @@ def trace(texts, model=None, *, text_pair=None, layers=None, check=None, max_len
     tolerance: a step diverges when its difference exceeds tolerance * max(1, max |value|).
     """
     m = resolve_model(model)
+    # name the model as the user did ("sentence-transformers/all-MiniLM-L6-v2"), else by its folder
+    name = DEFAULT_MODEL if model is None else model if isinstance(model, str) and not Path(model).is_dir() else None
     texts = [texts] if isinstance(texts, str) else list(texts)
     pairs = None if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
     batch = m.tokenize(texts, pairs, max_length=max_length)
@@ -339,7 +340,7 @@ def trace(texts, model=None, *, text_pair=None, layers=None, check=None, max_len
     recorder = Recorder()
     output = m.forward_recorded(batch, recorder, output_attentions=True)
     steps = [Step(name, title_for(split_name(name)[1], m.config), array) for name, array in recorder.steps]
-    result = Trace(steps, batch, texts, pairs, m, output, layers)
+    result = Trace(steps, batch, texts, pairs, m, output, layers, model_name=name)
     if check is not None:
         if check != "torch":
             raise ValueError(f"check must be 'torch' (the only reference numbert knows), found {check!r}")
