@@ -269,7 +269,7 @@ def model_label(model: Model) -> str:
     if model.path is None:
         return "model"
     parts = model.path.parts
-    for i, part in enumerate(parts):  # hub cache: .../models--org--name/snapshots/<rev>
+    for part in parts:  # hub cache: .../models--org--name/snapshots/<rev>
         if part.startswith("models--"):
             return part[len("models--"):].replace("--", "/")
     # a folder named e.g. "model" says little: show its parent too

@@ -89,7 +89,8 @@ def flow_graph(trace: Trace) -> tuple[list[Node], list[tuple[str, str]], float]:
         Node("ad", 1, r + 10, "Attention Output Dense", L0 + "attention.output.dense"),
         Node("aln", 1, r + 11, "Add & LayerNorm", L0 + "attention.output.LayerNorm", "norm"),
         Node("id", 1, r + 12, "Intermediate Dense", L0 + "intermediate.dense"),
-        Node("act", 1, r + 13, f"{trace.config.hidden_act.upper()} activation", L0 + "intermediate.intermediate_act_fn"),
+        Node("act", 1, r + 13, f"{trace.config.hidden_act.upper()} activation",
+             L0 + "intermediate.intermediate_act_fn"),
         Node("od", 1, r + 14, "Output Dense", L0 + "output.dense"),
         Node("oln", 1, r + 15, "Add & LayerNorm", L0 + "output.LayerNorm", "norm"),
         Node("ft", 1, r + 16.4, "First Token [CLS]", "pooler.first_token"),
@@ -322,7 +323,8 @@ header .sub { color:#cbd5e1; }
               background:#1e293b; color:#e2e8f0; font-size:12px; }
 main { padding:8px 32px 40px; }
 section { background:#fff; border:1px solid var(--line); border-radius:12px; padding:16px 20px; margin:18px 0; }
-h2 { margin:0 0 8px; font-size:17px; } h3 { font-size:14px; margin:14px 0 6px; } h4 { margin:10px 0 4px; font-size:13px; color:var(--mute); }
+h2 { margin:0 0 8px; font-size:17px; } h3 { font-size:14px; margin:14px 0 6px; }
+h4 { margin:10px 0 4px; font-size:13px; color:var(--mute); }
 .note { color:var(--mute); margin:0 0 12px; }
 code { font:12px ui-monospace,"DejaVu Sans Mono",monospace; }
 .tokrow { margin:10px 0; } .src { margin-bottom:6px; }

@@ -73,7 +73,8 @@ def detail_lines(step, mask, values: bool, stats: bool) -> list[str]:
         index = (0,) * (a.ndim - 1)
         row = a[index] if a.ndim else a.reshape(1)
         n = 12 if np.issubdtype(a.dtype, np.integer) else 6
-        shown = " ".join(str(v) if np.issubdtype(a.dtype, np.integer) else f"{v + 0.0: .4f}" for v in row[:n])  # + 0.0: no "-0.0000"
+        integer = np.issubdtype(a.dtype, np.integer)
+        shown = " ".join(str(v) if integer else f"{v + 0.0: .4f}" for v in row[:n])  # + 0.0: no "-0.0000"
         more = " ..." if row.size > n else ""
         where = "[" + ", ".join([*map(str, index), f":{n}" if row.size > n else ":"]) + "]"
         out.append(f"{pad}{where} = {shown}{more}")
@@ -115,7 +116,8 @@ def render(trace: Trace, layers: list[int] | None, values: bool = False, stats: 
             if hidden is not None and module not in ("BertEmbeddings", "BertModel"):
                 label = "Pooled Output" if module == "Classifier" else "Hidden States"
                 source = hidden.key if hidden.layer is not None and hidden.layer == layer else hidden.name
-                lines.append(step_line(label, fmt_shape(hidden.shape), hidden.layout or "", blank + f"(input: {source})"))
+                lines.append(step_line(label, fmt_shape(hidden.shape), hidden.layout or "",
+                                       blank + f"(input: {source})"))
         if key in DROPOUT_BEFORE:
             lines.append(step_line(DROPOUT_BEFORE[key], "", "", blank + "identity at inference"))
         name = key if layer is not None else step.name

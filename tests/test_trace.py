@@ -13,7 +13,7 @@ import pytest
 
 import numbert
 from numbert import layers as numpy_layers
-from numbert.trace import Step, Trace, parse_layers
+from numbert.trace import Step, parse_layers
 
 TEXTS = ["I love cats!", "He hates pineapple pizza."]
 TINY = dict(num_labels=3, hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2)
