@@ -295,7 +295,7 @@ def steps_section(trace: Trace) -> str:
             continue
         keep = token_mask(s.layout, s.shape, trace.batch.attention_mask)
         a = s.array[keep].astype(np.float64) if keep.shape == s.array.shape else s.array.astype(np.float64).ravel()
-        stats = "".join(f"<td class=num>{v:.4g}</td>" for v in (a.min(), a.max(), a.mean(), a.std())) if a.size \
+        stats = "".join(f"<td class=num>{v + 0.0:.4g}</td>" for v in (a.min(), a.max(), a.mean(), a.std())) if a.size \
             else "<td></td>" * 4
         diff = ""
         if ch:

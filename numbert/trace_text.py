@@ -18,6 +18,7 @@ def fmt_shape(shape) -> str:
 
 
 def fmt_num(x: float) -> str:
+    x = float(x) + 0.0  # no "-0"
     return f"{x:.6g}" if float(x).is_integer() and abs(x) < 1e7 else f"{x:.4g}"
 
 
