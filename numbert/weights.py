@@ -261,6 +261,11 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
 
     has_pooler = any(k.startswith("pooler.") for k in tensors)
     has_classifier = any(k.startswith("classifier.") for k in tensors)
+    if (has_classifier or num_labels is not None) and not has_pooler:
+        where = ", ".join(sorted({str(p) for p in origin.values()})) or str(folder)
+        raise CheckpointError(f"missing tensors 'pooler.dense.weight' / 'pooler.dense.bias' in {where}: a "
+                              "classification head reads the pooled [CLS] vector, and this checkpoint has no pooler "
+                              "(saved with add_pooling_layer=False)")
     if has_classifier and num_labels is not None and "classifier.weight" in tensors:
         stored = tensors["classifier.weight"].shape[0]
         if stored != num_labels:
