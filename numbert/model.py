@@ -95,7 +95,11 @@ class Model:
 
 
 def _int_array(x, name, allow_bool=False) -> np.ndarray:
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError:  # rows of different lengths: NumPy's own message names neither the input nor the fix
+        raise ValueError(f"{name} has rows of different lengths; pad them to one length "
+                         "(model.tokenize does) and pass attention_mask") from None
     if a.dtype == np.bool_ and allow_bool:
         return a.astype(np.int64)
     if a.size and not np.issubdtype(a.dtype, np.integer):
