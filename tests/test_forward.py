@@ -191,6 +191,37 @@ def test_padding_does_not_change_real_tokens(checkpoint_factory, name):
         np.testing.assert_allclose(padded[i, :n], alone, atol=TINY_TOL, rtol=0)
 
 
+# ---------------------------------------------------------------- the layer maths, one function at a time
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"])
+def test_activation_matches_transformers(act):
+    # transformers.activations.ACT2FN[config.hidden_act] is what BertIntermediate applies.
+    # (The Numba twins are held to these NumPy functions in test_kernels.py.)
+    import torch
+    from transformers.activations import ACT2FN
+
+    x = np.concatenate([np.linspace(-12, 12, 4801, dtype=np.float32),
+                        np.random.default_rng(0).normal(0, 3, 4000).astype(np.float32)])
+    ours = layers.ACTIVATIONS[act](x.copy())
+    theirs = ACT2FN[act](torch.from_numpy(x)).numpy()
+    assert ours.dtype == np.float32
+    assert np.abs(ours - theirs).max() <= 1e-6, f"{act}: max abs diff {np.abs(ours - theirs).max():.3g}"
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-5])
+def test_layer_norm_matches_torch(eps):
+    import torch
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(0, 1, (3, 7, 48)) * rng.uniform(1e-3, 10, (3, 7, 1))).astype(np.float32)
+    w, b = rng.normal(1, 0.2, 48).astype(np.float32), rng.normal(0, 0.2, 48).astype(np.float32)
+    ours = layers.layer_norm(x, w, b, eps)
+    theirs = torch.nn.functional.layer_norm(torch.from_numpy(x), (48,), torch.from_numpy(w), torch.from_numpy(b),
+                                            eps).numpy()
+    assert np.abs(ours - theirs).max() <= 1e-5
+
+
 # ---------------------------------------------------------------- the tests can tell wrong from right
 # At initializer_range=0.2 the activations leave the near-linear range, so each of these
 # plausible mistakes moves the outputs well past the 1e-5 tolerance: a test suite that
@@ -278,7 +309,9 @@ MINILM_PAIRS = ["Dogs are great too.", "", "Someone plays music.", "an empty fir
 def minilm(minilm_path):
     model = numbert.load(minilm_path, backend="numpy")
     oracle = torch_model(minilm_path)
-    batches = {"single": model.tokenize(MINILM_TEXTS), "pairs": model.tokenize(MINILM_TEXTS, MINILM_PAIRS)}
+    batches = {"single": model.tokenize(MINILM_TEXTS), "pairs": model.tokenize(MINILM_TEXTS, MINILM_PAIRS),
+               "512 tokens": model.tokenize([MINILM_TEXTS[1] * 60, MINILM_TEXTS[0]])}  # truncated to 512
+    assert batches["512 tokens"].input_ids.shape == (2, 512)
     return model, {k: (dict(b), torch_forward(oracle, b)) for k, b in batches.items()}
 
 
@@ -307,7 +340,8 @@ def test_minilm_with_seeded_head_matches_transformers(minilm_path, minilm, backe
     with torch.no_grad():  # the same head in torch
         oracle.classifier.weight.copy_(torch.from_numpy(model.weights.classifier.weight))
         oracle.classifier.bias.copy_(torch.from_numpy(model.weights.classifier.bias))
-    for batch_name, (batch, _) in minilm[1].items():
+    for batch_name in ("single", "pairs"):
+        batch = minilm[1][batch_name][0]
         out = model(**batch, output_hidden_states=True, output_attentions=True)
         expected = torch_forward(oracle, batch)
         assert out.logits.shape == (len(MINILM_TEXTS), 2) and out.logits.dtype == np.float32
