@@ -193,6 +193,33 @@ def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _header_problem(path: Path) -> str:
+    """Which tensor a corrupt file's header is wrong about (safetensors' own message names none); "" if unknown."""
+    try:
+        header = _read_header(path)
+        data_len = path.stat().st_size - header.pop("_data_start")
+        entries = sorted((info["data_offsets"][0], info["data_offsets"][1], key, info) for key, info in header.items())
+        expected_start = 0
+        for start, end, key, info in entries:
+            needed = int(np.prod(info["shape"], dtype=np.int64)) * _ITEMSIZE.get(info["dtype"], 0)
+            if end - start != needed and info["dtype"] in _ITEMSIZE:
+                return (f"tensor {key!r}: shape {list(info['shape'])} of {info['dtype']} needs {needed} bytes, "
+                        f"its data_offsets [{start}, {end}] hold {end - start}")
+            if start != expected_start:
+                return f"tensor {key!r} starts at data byte {start}, expected {expected_start} (overlap or gap)"
+            if end > data_len:
+                return f"tensor {key!r} ends at data byte {end}, but the file holds only {data_len} bytes of data"
+            expected_start = end
+        if expected_start != data_len:
+            return f"the header accounts for {expected_start} bytes of data, the file holds {data_len}"
+    except Exception:  # the header itself is unreadable: safetensors' message says why
+        return ""
+    return ""
+
+
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """All tensors of one safetensors file as float32 arrays (ints kept as they are)."""
     try:
@@ -212,7 +239,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
                     raw = np.frombuffer(fh.read(end - start), dtype="<u2")
                     out[k] = _bf16_to_f32(raw).reshape(header[k]["shape"])
     except (SafetensorError, OSError, ValueError, KeyError, struct.error) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+        problem = _header_problem(path)
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})"
+                              + (f"; {problem}" if problem else "")) from None
     for k, a in out.items():
         if a.dtype in (np.float16, np.float64):
             out[k] = a.astype(np.float32)
