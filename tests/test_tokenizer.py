@@ -184,3 +184,12 @@ def test_pair_count_mismatch(tiny_path):
     model = numbert.load(tiny_path)
     with pytest.raises(ValueError, match="text_pairs has 1 texts but texts has 2"):
         model.tokenize(["a", "b"], ["c"])
+
+
+def test_empty_list(tiny_path):
+    # No texts: an empty [0, 0] batch (which the model then refuses: nothing to run).
+    model = numbert.load(tiny_path)
+    batch = model.tokenize([])
+    assert all(batch[k].shape == (0, 0) and batch[k].dtype == np.int64 for k in KEYS)
+    with pytest.raises(ValueError, match="input_ids is empty"):
+        model(**batch)
