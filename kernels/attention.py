@@ -1,8 +1,8 @@
 """Scaled dot-product attention for one layer, fused per (batch, head): the twin of
 numbert.layers.attention (and attention_mask_bias).
 
-For each (b, h), one parallel task copies that head's keys (transposed) and values into
-small contiguous buffers, then for each query row computes its T scores, scales, masks,
+For each (b, h), one parallel task copies that head's queries, keys and values into small
+contiguous [T, hs] buffers, then for each query row computes its T scores, scales, masks,
 softmaxes them and multiplies by the values, all in one row buffer of T floats: the
 [B, nh, T, T] score tensor never exists unless output_attentions asks for it.
 
@@ -44,21 +44,38 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
         h = task % nh
         o = h * hs  # this head's columns in H
         L = lengths[b]  # keys 0 .. L-1 can be attended to
-        kt = np.empty((hs, L), f32)  # K^T of this head, so a score row is a sum of scaled rows of kt
+        qh = np.empty((T, hs), f32)  # this head's queries, keys and values, contiguous
+        kh = np.empty((L, hs), f32)
         vh = np.empty((L, hs), f32)
+        for i in range(T):
+            for d in range(hs):
+                qh[i, d] = q[b, i, o + d]
         for j in range(L):
             for d in range(hs):
-                kt[d, j] = k[b, j, o + d]
+                kh[j, d] = k[b, j, o + d]
                 vh[j, d] = v[b, j, o + d]
         s = np.empty(L, f32)  # one query's scores, then its softmax weights
         acc = np.empty(hs, f32)
         for i in range(T):
-            for j in range(L):
-                s[j] = f32(0.0)
-            for d in range(hs):  # s = q_i . K^T
-                qd = q[b, i, o + d]
-                for j in range(L):
-                    s[j] += qd * kt[d, j]
+            qi = qh[i]
+            # s = q_i . K^T, four keys at a time so that each load of q_i feeds four products
+            j = 0
+            while j + 4 <= L:
+                k0, k1, k2, k3 = kh[j], kh[j + 1], kh[j + 2], kh[j + 3]
+                a0 = a1 = a2 = a3 = f32(0.0)
+                for d in range(hs):
+                    x = qi[d]
+                    a0 += x * k0[d]
+                    a1 += x * k1[d]
+                    a2 += x * k2[d]
+                    a3 += x * k3[d]
+                s[j], s[j + 1], s[j + 2], s[j + 3] = a0, a1, a2, a3
+                j += 4
+            for jr in range(j, L):
+                a = f32(0.0)
+                for d in range(hs):
+                    a += qi[d] * kh[jr, d]
+                s[jr] = a
             m = s[0] * scale + bias[b, 0]
             for j in range(L):  # scale, mask, row max
                 x = s[j] * scale + bias[b, j]
@@ -70,17 +87,27 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
                 s[j] = e
                 total += e
             inv = f32(1.0) / total
+            for j in range(L):
+                s[j] *= inv
+            # context_i = softmax(s) . V, four value rows per pass over the accumulator
             for d in range(hs):
                 acc[d] = f32(0.0)
-            for j in range(L):  # context_i = softmax(s) . V
-                p = s[j] * inv
+            j = 0
+            while j + 4 <= L:
+                p0, p1, p2, p3 = s[j], s[j + 1], s[j + 2], s[j + 3]
+                v0, v1, v2, v3 = vh[j], vh[j + 1], vh[j + 2], vh[j + 3]
                 for d in range(hs):
-                    acc[d] += p * vh[j, d]
+                    acc[d] += p0 * v0[d] + p1 * v1[d] + p2 * v2[d] + p3 * v3[d]
+                j += 4
+            for jr in range(j, L):
+                p = s[jr]
+                for d in range(hs):
+                    acc[d] += p * vh[jr, d]
             for d in range(hs):
                 out[b, i, o + d] = acc[d]
             if want_probs:
                 for j in range(L):
-                    probs[b, h, i, j] = s[j] * inv
+                    probs[b, h, i, j] = s[j]
                 for j in range(L, T):
                     probs[b, h, i, j] = f32(0.0)
 
