@@ -54,6 +54,7 @@ def parse_args(argv):
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end classify workloads")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
     p.add_argument("--out", default=str(HERE), help="folder for results.md / .json / .png (default: bench/)")
+    p.add_argument("--note", default="", help="a line written at the top of results.md (e.g. the machine was busy)")
     return p.parse_args(argv)
 
 
@@ -266,7 +267,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    report.write(results, out)
+    report.write(results, out, note=args.note)
     log(f"wrote {out / 'results.md'} and results.png in {results['runtime_s']:.0f} s")
 
 
