@@ -57,24 +57,22 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
         s = np.empty(L, f32)  # one query's scores, then its softmax weights
         acc = np.empty(hs, f32)
         for i in range(T):
-            qi = qh[i]
             # s = q_i . K^T, four keys at a time so that each load of q_i feeds four products
             j = 0
             while j + 4 <= L:
-                k0, k1, k2, k3 = kh[j], kh[j + 1], kh[j + 2], kh[j + 3]
                 a0 = a1 = a2 = a3 = f32(0.0)
                 for d in range(hs):
-                    x = qi[d]
-                    a0 += x * k0[d]
-                    a1 += x * k1[d]
-                    a2 += x * k2[d]
-                    a3 += x * k3[d]
+                    x = qh[i, d]
+                    a0 += x * kh[j, d]
+                    a1 += x * kh[j + 1, d]
+                    a2 += x * kh[j + 2, d]
+                    a3 += x * kh[j + 3, d]
                 s[j], s[j + 1], s[j + 2], s[j + 3] = a0, a1, a2, a3
                 j += 4
             for jr in range(j, L):
                 a = f32(0.0)
                 for d in range(hs):
-                    a += qi[d] * kh[jr, d]
+                    a += qh[i, d] * kh[jr, d]
                 s[jr] = a
             m = s[0] * scale + bias[b, 0]
             for j in range(L):  # scale, mask, row max
@@ -95,9 +93,8 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
             j = 0
             while j + 4 <= L:
                 p0, p1, p2, p3 = s[j], s[j + 1], s[j + 2], s[j + 3]
-                v0, v1, v2, v3 = vh[j], vh[j + 1], vh[j + 2], vh[j + 3]
                 for d in range(hs):
-                    acc[d] += p0 * v0[d] + p1 * v1[d] + p2 * v2[d] + p3 * v3[d]
+                    acc[d] += p0 * vh[j, d] + p1 * vh[j + 1, d] + p2 * vh[j + 2, d] + p3 * vh[j + 3, d]
                 j += 4
             for jr in range(j, L):
                 p = s[jr]
