@@ -303,3 +303,28 @@ def test_numba_backend_equals_numpy_backend_on_minilm(minilm_path):
 def test_numba_is_the_default_backend(checkpoint_factory):
     assert numbert.load(checkpoint_factory()).backend == "numba"
     assert inspect.signature(numbert.Model).parameters["backend"].default == "numba"
+
+
+def test_threads_set_numba_and_blas_together(checkpoint_factory, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from numbert.threads import set_threads
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = numba.get_num_threads(), max(blas_threads())
+    try:
+        numbert.load(checkpoint_factory(), threads=1)
+        assert numba.get_num_threads() == 1 and blas_threads() == {1}
+        monkeypatch.setenv("NUMBERT_NUM_THREADS", "1")
+        assert set_threads() == 1
+        monkeypatch.setenv("NUMBERT_NUM_THREADS", "many")
+        with pytest.raises(ValueError, match="NUMBERT_NUM_THREADS"):
+            set_threads()
+        with pytest.raises(ValueError, match="positive integer"):
+            set_threads(0)
+    finally:
+        monkeypatch.delenv("NUMBERT_NUM_THREADS", raising=False)
+        numba.set_num_threads(before[0])  # the other tests run with the cores they had
+        set_threads(before[1])
