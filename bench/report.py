@@ -99,8 +99,9 @@ def write(results, out: Path, note: str = ""):
     m, v = machine(), versions()
     sgemm = results["sgemm_gflops"]
     lines = ["# numbert benchmark results", "",
-             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m bench "
-             f"{_argstr(results['args'])}` in {results['runtime_s'] / 60:.1f} min.", ""]
+             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
+             f"`{' '.join(filter(None, ['python -m bench', _argstr(results['args'])]))}` "
+             f"in {results['runtime_s'] / 60:.1f} min.", ""]
     if note:
         lines += [note, ""]
     lines += [f"- Machine: {m['cpu']}, {m['cores']} CPUs, {m['simd']}, L2 {m['l2']}, L3 {m['l3']}",
@@ -114,7 +115,8 @@ def write(results, out: Path, note: str = ""):
               "- Each point: one warm-up call per engine, then 5 timed calls (3 when a call takes > 2 s), "
               "engines interleaved in rotating order; medians. GFLOP/s counts the GEMMs and the two attention "
               "products; `gemm-floor` is the model's dense layers alone through the same sgemm. Peak = extra RSS "
-              "during one call, sampled every ms.", ""]
+              "during one call, sampled every ms after malloc_trim (ONNX Runtime keeps its own memory arena, "
+              "so its calls show ~0).", ""]
     lines += ["## Targets (issue 4)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(results)]
     lines += [""]
