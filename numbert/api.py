@@ -15,11 +15,11 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .hub import DEFAULT_MODEL
 from .model import Model, load
 from .pooling import EmbedSpec, check_pooling, l2_normalize, pool
 from .tokenizer import Batch, check_texts
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LABELS = ("positive", "negative")
 # Each zero-shot label is embedded as this sentence; "{}" is the label. Measured on the
 # sentiment set in tests/test_classify.py, MiniLM scores 35/40 with it, 34/40 with the bare label.

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-# hidden_act values we run, and the function each one means (see layers.ACTIVATIONS)
-SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+# The one table of activations: hidden_act as config.json spells it -> the name of the function
+# that computes it, the same in both backends (numbert.layers.gelu_tanh, numbert.kernels.gelu_tanh).
+ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+SUPPORTED_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
 @dataclass(frozen=True)

