@@ -21,7 +21,7 @@ def profile(folder, B, T, backend="numba", repeats=5):
     model = numbert.load(folder, backend=backend)
     spent = collections.defaultdict(float)
 
-    class Timed:  # the ops module, every function timed
+    class Timed:  # the model's ops (numbert.backend), every function timed
         def __getattr__(self, name):
             f = getattr(model.ops, name)
             if not callable(f):
@@ -38,11 +38,11 @@ def profile(folder, B, T, backend="numba", repeats=5):
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, model.config.vocab_size, (B, T))
     mask, types = np.ones_like(ids), np.zeros_like(ids)
-    bert_forward(ids, mask, types, model._prepared, model.config, Timed())  # warm-up (compiles)
+    bert_forward(ids, mask, types, model.weights, model.config, Timed())  # warm-up (compiles)
     spent.clear()
     t = time.perf_counter()
     for _ in range(repeats):
-        bert_forward(ids, mask, types, model._prepared, model.config, Timed())
+        bert_forward(ids, mask, types, model.weights, model.config, Timed())
     total = (time.perf_counter() - t) / repeats
     return total, {k: v / repeats for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
 

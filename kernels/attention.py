@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 
-from ..record import NO_RECORD
 from .jit import pjit, prange
 from .scalar import exp_f32
 
@@ -109,7 +108,7 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
                     probs[b, h, i, j] = f32(0.0)
 
 
-def attention(q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD):
+def attention(q, k, v, mask_bias, num_heads, output_attentions=False):
     # [B, T, H] x3, [B, 1, 1, T], int -> context [B, T, H], probs [B, nh, T, T] or None
     B, T, H = q.shape
     nh, hs = num_heads, H // num_heads

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..record import NO_RECORD
 from .jit import pjit, prange
 from .layernorm import normalize_row_
 
@@ -29,8 +28,8 @@ def _embed_rows(input_ids, token_type_ids, word, position, token_type, weight, b
         normalize_row_(row, weight, bias, eps)
 
 
-def embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps,
-               record=NO_RECORD):  # [B, T], [B, T], [V, H], [P, H], [Y, H] -> [B, T, H]
+def embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias,
+               eps):  # [B, T], [B, T], [V, H], [P, H], [Y, H] -> [B, T, H]
     B, T = input_ids.shape
     H = word.shape[1]
     out = np.empty((B, T, H), f32)

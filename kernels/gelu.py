@@ -12,8 +12,9 @@ from .scalar import erf_f32, tanh_f32
 
 f32 = np.float32
 
-# hidden_act -> the code the fused kernel switches on (one compiled kernel for all four)
-ACT_CODES = {"identity": 0, "gelu": 1, "gelu_new": 2, "gelu_pytorch_tanh": 2, "relu": 3}
+# activation function name (numbert.config.ACTIVATIONS maps hidden_act to it) -> the code the
+# fused kernel switches on: one compiled kernel for all of them
+ACT_CODES = {"identity": 0, "gelu": 1, "gelu_tanh": 2, "relu": 3}
 
 _SQRT_HALF = f32(1.0 / math.sqrt(2.0))
 _TANH_C = f32(math.sqrt(2.0 / math.pi))
@@ -41,7 +42,7 @@ def _bias_act_rows(y, bias, code):  # [M, N] in place, [N], int
                 row[j] = row[j] + bias[j]
 
 
-def bias_act_(y, bias, act):  # [..., N] float32 C-contiguous (modified in place), [N], str -> y
+def bias_act_(y, bias, act):  # [..., N] float32 C-contiguous (modified in place), [N], name -> y
     """act(y + bias) written back into y: the epilogue of a GEMM, one read and one write."""
     _bias_act_rows(y.reshape(-1, y.shape[-1]), bias, ACT_CODES[act])
     return y
@@ -74,7 +75,7 @@ def gelu(x):  # [...] -> [...]
 
 
 def gelu_tanh(x):  # [...] -> [...]
-    return _apply(x, "gelu_new")
+    return _apply(x, "gelu_tanh")
 
 
 def relu(x):  # [...] -> [...]

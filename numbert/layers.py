@@ -6,10 +6,11 @@ Legend (used in every shape comment):
     hs head size (H // nh)        I  intermediate (feed-forward) size
     C  number of labels           V  vocabulary size, P positions, Y token types
 
-Every function here has a Numba twin of the same name and signature in `numbert.kernels`;
-the forward pass (`numbert.modeling`) is written once against either of them (`ops`).
-Functions that have steps worth showing take `record`, which the trace uses to keep each
-intermediate tensor (see `numbert.record`); the kernels accept it and ignore it.
+Every function here has a Numba twin of the same name, maths and signature in
+`numbert.kernels`; the forward pass (`numbert.modeling`) is written once against either of
+them, through the backend adapters of `numbert.backend` (`ops`). Functions that have steps
+worth showing also take `record`, which the trace uses to keep each intermediate tensor (see
+`numbert.record`); the kernels do not take it (the trace always runs this NumPy path).
 
 Everything is float32, as in transformers' fp32 forward. Dropout is the identity at
 inference, so it is not written at all.
@@ -24,11 +25,6 @@ import numpy as np
 from .record import NO_RECORD
 
 f32 = np.float32
-
-
-def prepare(weights):
-    """Lay the weights out for this backend. NumPy reads the checkpoint layout as it is."""
-    return weights
 
 
 # ---------------------------------------------------------------- basic maths
@@ -60,11 +56,6 @@ def softmax(x):  # [..., n] -> [..., n]
     # Subtracting the row maximum changes nothing mathematically and keeps exp() finite.
     e = np.exp(x - x.max(axis=-1, keepdims=True))  # [..., n]
     return e / e.sum(axis=-1, keepdims=True)  # [..., n]
-
-
-def masked_softmax(scores, mask_bias, scale):  # [B, nh, Tq, Tk], [B, 1, 1, Tk], float -> [B, nh, Tq, Tk]
-    # Scale, hide padded keys with a huge negative bias, normalise each query's row.
-    return softmax(scores * f32(scale) + mask_bias)
 
 
 # ---------------------------------------------------------------- activations
@@ -107,10 +98,12 @@ def relu(x):  # [...] -> [...]
     return np.maximum(x, f32(0.0))
 
 
-ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": relu}
+# An activation's function name -> the function (numbert.config.ACTIVATIONS maps config.json's
+# hidden_act to the name; looked up at call time, so a test can swap one in).
+ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "relu": relu}
 
 
-def linear_act(x, weight, bias, act, record=NO_RECORD):  # [..., in], [out, in], [out], str -> [..., out]
+def linear_act(x, weight, bias, act, record=NO_RECORD):  # [..., in], [out, in], [out], function name -> [..., out]
     # BertIntermediate: the feed-forward's widening layer and its activation.
     h = linear(x, weight, bias)  # [B, T, I]
     record("dense", h)
@@ -154,18 +147,6 @@ def attention_mask_bias(attention_mask):  # [B, T] -> [B, 1, 1, T]
     # builds the same additive mask: (1 - mask) * finfo(float32).min.
     keep = attention_mask[:, None, None, :].astype(f32)  # [B, 1, 1, T]
     return (f32(1.0) - keep) * np.finfo(f32).min  # [B, 1, 1, T]
-
-
-def qkv(x, w, record=NO_RECORD):  # [B, T, H], SelfAttention weights -> 3 x [B, T, H]
-    # BertSelfAttention's three projections: what each token looks for (query), what it
-    # offers to be found by (key), and what it passes on when found (value).
-    q = linear(x, w.query.weight, w.query.bias)  # [B, T, H]
-    record("query", q)
-    k = linear(x, w.key.weight, w.key.bias)  # [B, T, H]
-    record("key", k)
-    v = linear(x, w.value.weight, w.value.bias)  # [B, T, H]
-    record("value", v)
-    return q, k, v
 
 
 def attention(q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hub, layers
+from . import hub
+from .backend import NUMPY, get_ops
 from .config import BertConfig
 from .errors import CheckpointError
 from .modeling import ModelOutput, bert_forward
@@ -14,32 +15,18 @@ from .threads import set_threads
 from .tokenizer import Batch, Tokenizer
 from .weights import BertWeights, load_weights
 
-BACKENDS = ("numba", "numpy")
-
-
-def get_ops(backend: str):
-    """The module of layer functions a backend runs: NumPy reference or Numba kernels."""
-    if backend == "numpy":
-        return layers
-    if backend == "numba":
-        from . import kernels
-
-        return kernels
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {backend!r}")
-
-
 class Model:
     """A loaded BERT checkpoint. Call it like a transformers model: `model(**model.tokenize(texts))`."""
 
     def __init__(self, config: BertConfig, weights: BertWeights, tokenizer: Tokenizer | None,
-                 backend: str = "numba", path: Path | None = None):
+                 backend: str = "numba", path: Path | None = None, source: str = "local folder"):
         self.config = config
-        self.weights = weights
+        self.weights = weights  # the checkpoint's tree, as loaded
         self.tokenizer = tokenizer
         self.backend = backend
-        self.ops = get_ops(backend)
+        self.ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared
         self.path = path
-        self._prepared = self.ops.prepare(weights)  # the weights laid out for this backend
+        self.source = source  # where hub.resolve found the folder, for `numbert info`
 
     def __repr__(self):
         c = self.config
@@ -55,14 +42,14 @@ class Model:
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                  output_hidden_states=False, output_attentions=False) -> ModelOutput:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        return bert_forward(input_ids, attention_mask, token_type_ids, self._prepared, self.config, self.ops,
+        return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.ops,
                             output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
     def forward_recorded(self, batch, record, output_attentions=False) -> ModelOutput:
         """The NumPy reference forward with a recorder: what numbert.trace runs."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(
             batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, layers,
+        return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, NUMPY,
                             output_attentions=output_attentions, record=record)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
@@ -138,6 +125,4 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
     config = BertConfig.from_json(folder / "config.json")
     weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed)
     tokenizer = Tokenizer.from_folder(folder, config)
-    model = Model(config, weights, tokenizer, backend=backend, path=folder)
-    model.source = resolved.source  # where hub.resolve found it, for `numbert info`
-    return model
+    return Model(config, weights, tokenizer, backend=backend, path=folder, source=resolved.source)

@@ -2,9 +2,10 @@
 
 Each function names the transformers class it mirrors (models/bert/modeling_bert.py) and
 takes the matching subtree of the weights, so `w.attention.self` here is the checkpoint's
-`encoder.layer.N.attention.self.*`. The maths lives in `ops`: `numbert.layers` (NumPy, the
-reference) or `numbert.kernels` (Numba, the same functions, fused). `record` receives the
-intermediate tensors when a trace asks for them (see `numbert.record`).
+`encoder.layer.N.attention.self.*`. The maths lives in `ops`, a backend adapter of
+`numbert.backend`: `numbert.layers` (NumPy, the reference) or `numbert.kernels` (Numba, the
+same functions, fused). `record` receives the intermediate tensors when a trace asks for them
+(see `numbert.record`).
 
 Shapes: B batch, T tokens, H hidden, nh heads, I intermediate, C labels.
 """
@@ -16,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import weights as W
-from .config import BertConfig
+from .config import ACTIVATIONS, BertConfig
 from .record import NO_RECORD
 
 
@@ -41,7 +42,7 @@ def bert_embeddings(input_ids, token_type_ids, w: W.Embeddings, config: BertConf
 def bert_self_attention(hidden, mask_bias, w: W.SelfAttention, config: BertConfig, ops, output_attentions,
                         record=NO_RECORD):
     # BertSelfAttention: [B, T, H] -> context [B, T, H], probs [B, nh, T, T] or None
-    q, k, v = ops.qkv(hidden, w, record)  # 3 x [B, T, H]
+    q, k, v = ops.qkv(hidden, w.query, w.key, w.value, record)  # 3 x [B, T, H]
     return ops.attention(q, k, v, mask_bias, config.num_attention_heads, output_attentions, record)
 
 
@@ -63,7 +64,7 @@ def bert_attention(hidden, mask_bias, w: W.Attention, config: BertConfig, ops, o
 
 def bert_intermediate(hidden, w: W.Intermediate, config: BertConfig, ops, record=NO_RECORD):
     # BertIntermediate: widen each token to I and apply the activation. [B, T, H] -> [B, T, I]
-    return ops.linear_act(hidden, w.dense.weight, w.dense.bias, config.hidden_act, record)
+    return ops.linear_act(hidden, w.dense.weight, w.dense.bias, ACTIVATIONS[config.hidden_act], record)
 
 
 def bert_output(intermediate, residual, w: W.Output, config: BertConfig, ops, record=NO_RECORD):

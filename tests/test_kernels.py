@@ -1,5 +1,5 @@
-"""Every Numba kernel against its NumPy twin (numbert.layers), and the numba backend against
-the numpy backend on whole checkpoints.
+"""Every Numba kernel against its NumPy twin (numbert.layers), the backend adapters
+(numbert.backend), and the numba backend against the numpy backend on whole checkpoints.
 
 Shapes are small so the file also runs quickly with NUMBA_DISABLE_JIT=1, where the same
 kernel code runs as plain Python (CI does both).
@@ -7,8 +7,10 @@ kernel code runs as plain Python (CI does both).
 
 from __future__ import annotations
 
+import ast
 import inspect
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -17,7 +19,9 @@ import pytest
 import numbert
 import numbert.kernels as K
 import numbert.layers as R
-from numbert.model import get_ops
+from numbert.backend import NUMPY, NumbaOps, get_ops
+from numbert.config import ACTIVATIONS
+from numbert.weights import Linear, SelfAttention, iter_tensors
 from conftest import max_diff_at_tokens
 
 f32 = np.float32
@@ -32,7 +36,9 @@ def rand(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(f32)
 
 
-def assert_close(ours, ref, tol=TOL, what=""):
+def assert_twins(ours, ref, tol=TOL, what=""):
+    """Numba's output against its NumPy twin's (a kernel's, or a backend's): same shape, float32,
+    max abs diff <= tol."""
     ours, ref = np.asarray(ours), np.asarray(ref)
     assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != reference {ref.shape}"
     assert ours.dtype == np.float32, f"{what}: dtype {ours.dtype}, expected float32"
@@ -56,14 +62,37 @@ def masks(rng, B, T):
 
 
 def test_kernels_have_every_layer_function_with_the_same_signature():
+    # The same parameters in the same order; only the reference takes the trace's `record`.
     public = [n for n, f in vars(R).items()
               if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == R.__name__]
+    assert set(public) == set(K.__all__), "numbert.layers and numbert.kernels must have the same functions"
     for name in public:
-        assert hasattr(K, name), f"numbert.kernels lacks {name}, the twin of numbert.layers.{name}"
         ours = list(inspect.signature(getattr(K, name)).parameters)
-        theirs = list(inspect.signature(getattr(R, name)).parameters)
+        theirs = [p for p in inspect.signature(getattr(R, name)).parameters if p != "record"]
         assert ours == theirs, f"kernels.{name}{ours} != layers.{name}{theirs}"
-    assert get_ops("numba") is K and get_ops("numpy") is R
+
+
+def test_kernels_are_a_leaf():
+    # kernels/ takes arrays and numbers: no module in it imports numbert (or reaches above itself).
+    folder = Path(K.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level <= 1, f"{path.name}: `from {'.' * node.level}{node.module or ''} import ...`"
+                assert node.level == 1 or not (node.module or "").startswith("numbert"), f"{path.name} imports numbert"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("numbert") for a in node.names), f"{path.name} imports numbert"
+
+
+def test_backend_adapters_have_the_same_interface():
+    numba_ops = get_ops("numba")
+    assert get_ops("numpy") is NUMPY and isinstance(numba_ops, NumbaOps)
+    for name in ("embeddings", "attention_mask_bias", "qkv", "attention", "linear", "linear_act", "add_layer_norm"):
+        ours = list(inspect.signature(getattr(numba_ops, name)).parameters)
+        theirs = list(inspect.signature(getattr(NUMPY, name)).parameters)
+        assert ours == theirs or ours + ["record"] == theirs, f"{name}: numba {ours} != numpy {theirs}"
+    with pytest.raises(ValueError, match="backend must be one of numba, numpy, found 'torch'"):
+        get_ops("torch")
 
 
 def test_jit_options_are_decided_in_one_place():
@@ -86,7 +115,7 @@ def test_activation(name, shape):
     rng = np.random.default_rng(len(shape))
     x = rand(rng, *shape, scale=3.0)
     x.flat[0] = 0.0
-    assert_close(getattr(K, name)(x), getattr(R, name)(x), what=name)
+    assert_twins(getattr(K, name)(x), getattr(R, name)(x), what=name)
 
 
 @pytest.mark.parametrize("name", ["erf", "gelu", "gelu_tanh"])
@@ -108,20 +137,9 @@ def test_erf_is_the_true_erf():
 def test_softmax(T):
     rng = np.random.default_rng(T)
     x = rand(rng, 2, 3, T, scale=10.0)
-    assert_close(K.softmax(x), R.softmax(x), what="softmax")
+    assert_twins(K.softmax(x), R.softmax(x), what="softmax")
     big = np.full((2, T), 1e30, f32)  # equal huge logits: uniform, no overflow
-    assert_close(K.softmax(big), R.softmax(big), what="softmax of equal huge logits")
-
-
-@pytest.mark.parametrize("B, T, H, nh", ATTENTION_SHAPES)
-def test_masked_softmax(B, T, H, nh):
-    rng = np.random.default_rng(T)
-    scores = rand(rng, B, nh, T, T, scale=5.0)
-    for kind, mask in masks(rng, B, T).items():
-        bias = R.attention_mask_bias(mask)
-        ours = K.masked_softmax(scores, bias, 0.125)
-        assert_close(ours, R.masked_softmax(scores, bias, 0.125), what=f"masked_softmax ({kind} mask)")
-        assert np.isfinite(ours).all()
+    assert_twins(K.softmax(big), R.softmax(big), what="softmax of equal huge logits")
 
 
 # ---------------------------------------------------------------- LayerNorm
@@ -134,8 +152,8 @@ def test_layer_norms(shape, eps):
     H = shape[-1]
     x, res = rand(rng, *shape, scale=4.0), rand(rng, *shape)
     w, b = rand(rng, H), rand(rng, H)
-    assert_close(K.layer_norm(x, w, b, eps), R.layer_norm(x, w, b, eps), what="layer_norm")
-    assert_close(K.add_layer_norm(x, res, w, b, eps), R.add_layer_norm(x, res, w, b, eps), what="add_layer_norm")
+    assert_twins(K.layer_norm(x, w, b, eps), R.layer_norm(x, w, b, eps), what="layer_norm")
+    assert_twins(K.add_layer_norm(x, res, w, b, eps), R.add_layer_norm(x, res, w, b, eps), what="add_layer_norm")
     x0 = x.copy()
     K.add_layer_norm(x, res, w, b, eps)
     assert np.array_equal(x, x0), "add_layer_norm must not modify its input"
@@ -144,7 +162,7 @@ def test_layer_norms(shape, eps):
 def test_layer_norm_of_a_constant_row():
     x = np.full((2, 16), 3.0, f32)  # zero variance: the output is the bias
     w, b = np.ones(16, f32), np.arange(16, dtype=f32)
-    assert_close(K.layer_norm(x, w, b, 1e-12), R.layer_norm(x, w, b, 1e-12), what="layer_norm, constant row")
+    assert_twins(K.layer_norm(x, w, b, 1e-12), R.layer_norm(x, w, b, 1e-12), what="layer_norm, constant row")
 
 
 # ---------------------------------------------------------------- dense layers
@@ -154,51 +172,50 @@ def test_layer_norm_of_a_constant_row():
 def test_linear(lead):
     rng = np.random.default_rng(len(lead))
     x, w, b = rand(rng, *lead, 13), rand(rng, 7, 13), rand(rng, 7)
-    assert_close(K.linear(x, w, b), R.linear(x, w, b), what="linear")
+    assert_twins(K.linear(x, w, b), R.linear(x, w, b), what="linear")
 
 
-@pytest.mark.parametrize("act", ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"])
+@pytest.mark.parametrize("act", sorted(set(ACTIVATIONS.values())))
 @pytest.mark.parametrize("lead", [(1, 1), (2, 5)])
 def test_linear_act(act, lead):
     rng = np.random.default_rng(len(lead))
     x, w, b = rand(rng, *lead, 12), rand(rng, 37, 12), rand(rng, 37)
-    assert_close(K.linear_act(x, w, b, act), R.linear_act(x, w, b, act), what=f"linear_act {act}")
+    assert_twins(K.linear_act(x, w, b, act), R.linear_act(x, w, b, act), what=f"linear_act {act}")
 
 
-def _layer_weights(rng, H):
-    from numbert import weights as W
+def _self_attention(rng, H):
+    def lin():
+        return Linear(rand(rng, H, H, scale=0.3), rand(rng, H))
 
-    lin = lambda: W.Linear(rand(rng, H, H, scale=0.3), rand(rng, H))  # noqa: E731
-    return W.SelfAttention(query=lin(), key=lin(), value=lin())
+    return SelfAttention(query=lin(), key=lin(), value=lin())
 
 
 @pytest.mark.parametrize("B, T, H, nh", ATTENTION_SHAPES)
 def test_qkv_fused_and_unfused(B, T, H, nh):
-    import dataclasses
-
     rng = np.random.default_rng(H)
     x = rand(rng, B, T, H)
-    sa = _layer_weights(rng, H)
-    ref = R.qkv(x, sa)
-    stacked = np.concatenate([sa.query.weight, sa.key.weight, sa.value.weight])
-    fused = dataclasses.replace(sa, qkv=type(sa.query)(stacked, np.concatenate([sa.query.bias, sa.key.bias, sa.value.bias])))
-    for w, how in ((sa, "three GEMMs"), (fused, "one fused GEMM")):
-        for name, ours, theirs in zip("qkv", K.qkv(x, w), ref):
-            assert_close(ours, theirs, what=f"qkv {name} ({how})")
+    sa = _self_attention(rng, H)
+    ref = NUMPY.qkv(x, sa.query, sa.key, sa.value)
+    # an adapter built for this tree stacks Q, K, V (one GEMM); one built for another tree runs three
+    for ops, how in ((NumbaOps(sa), "one fused GEMM"), (NumbaOps(None), "three GEMMs")):
+        for name, ours, theirs in zip("qkv", ops.qkv(x, sa.query, sa.key, sa.value), ref):
+            assert_twins(ours, theirs, what=f"qkv {name} ({how})")
 
 
-def test_prepare_stacks_qkv_and_keeps_the_checkpoint(checkpoint_factory):
-    folder = checkpoint_factory()
-    model = numbert.load(folder, backend="numpy")
-    prepared = K.prepare(model.weights)
-    for layer, orig in zip(prepared.encoder.layer, model.weights.encoder.layer):
-        sa, o = layer.attention.self, orig.attention.self
-        H = o.query.weight.shape[0]
-        assert sa.qkv.weight.shape == (3 * H, H) and sa.qkv.bias.shape == (3 * H,)
-        assert np.array_equal(sa.qkv.weight[H:2 * H], o.key.weight)
-        assert np.array_equal(sa.qkv.bias[2 * H:], o.value.bias)
-        assert o.qkv is None  # the loaded tree is not changed
-    assert R.prepare(model.weights) is model.weights
+def test_numba_adapter_stacks_qkv_beside_the_checkpoint_tree(checkpoint_factory):
+    model = numbert.load(checkpoint_factory(), backend="numba")
+    layers = model.weights.encoder.layer
+    assert len(model.ops._stacked) == len(layers)
+    for layer in layers:
+        sa = layer.attention.self
+        H = sa.query.weight.shape[0]
+        q, k, v, stacked = model.ops._stacked[id(sa.query)]
+        assert q is sa.query and k is sa.key and v is sa.value
+        assert stacked.weight.shape == (3 * H, H) and stacked.bias.shape == (3 * H,)
+        assert np.array_equal(stacked.weight[H:2 * H], sa.key.weight)
+        assert np.array_equal(stacked.bias[2 * H:], sa.value.bias)
+    # the checkpoint tree holds the checkpoint's tensors only
+    assert all(".qkv." not in key for key, _ in iter_tensors(model.weights))
 
 
 # ---------------------------------------------------------------- attention
@@ -218,11 +235,11 @@ def test_attention(B, T, H, nh):
         bias = R.attention_mask_bias(mask)
         ref_ctx, ref_probs = R.attention(q, k, v, bias, nh, output_attentions=True)
         ctx, probs = K.attention(q, k, v, bias, nh, output_attentions=True)
-        assert_close(ctx, ref_ctx, what=f"attention context ({kind} mask)")
-        assert_close(probs, ref_probs, what=f"attention probs ({kind} mask)")
+        assert_twins(ctx, ref_ctx, what=f"attention context ({kind} mask)")
+        assert_twins(probs, ref_probs, what=f"attention probs ({kind} mask)")
         ctx_only, none = K.attention(q, k, v, bias, nh)
         assert none is None
-        assert_close(ctx_only, ref_ctx, what=f"attention context without probs ({kind} mask)")
+        assert_twins(ctx_only, ref_ctx, what=f"attention context without probs ({kind} mask)")
 
 
 def test_attention_on_strided_views():
@@ -232,7 +249,7 @@ def test_attention_on_strided_views():
     y = rand(rng, B, T, 3 * H)
     q, k, v = y[..., :H], y[..., H:2 * H], y[..., 2 * H:]
     bias = R.attention_mask_bias(masks(rng, B, T)["right"])
-    assert_close(K.attention(q, k, v, bias, nh)[0], R.attention(q, k, v, bias, nh)[0], what="attention on views")
+    assert_twins(K.attention(q, k, v, bias, nh)[0], R.attention(q, k, v, bias, nh)[0], what="attention on views")
 
 
 # ---------------------------------------------------------------- embeddings
@@ -246,7 +263,7 @@ def test_embeddings(B, T):
     w, b = rand(rng, H), rand(rng, H)
     ids, types = rng.integers(0, V, (B, T)), rng.integers(0, Y, (B, T))
     ours = K.embeddings(ids, types, word, pos, typ, w, b, 1e-12)
-    assert_close(ours, R.embeddings(ids, types, word, pos, typ, w, b, 1e-12), what="embeddings")
+    assert_twins(ours, R.embeddings(ids, types, word, pos, typ, w, b, 1e-12), what="embeddings")
 
 
 # ---------------------------------------------------------------- whole models: numba == numpy
@@ -278,7 +295,7 @@ def compare_backends(folder, texts, what, hidden_and_attentions=True):
         a, b = getattr(ours, name), getattr(ref, name)
         assert (a is None) == (b is None), f"{what}: {name} present in one backend only"
         if a is not None:
-            assert_close(a, b, what=f"{what}: {name}")
+            assert_twins(a, b, what=f"{what}: {name}")
     if hidden_and_attentions:
         for i, (a, b) in enumerate(zip(ours.hidden_states, ref.hidden_states)):
             d = max_diff_at_tokens(a, b, mask)

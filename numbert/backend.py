@@ -1,0 +1,121 @@
+"""The backend adapters: what the forward pass calls `ops`, one object per backend.
+
+`numbert.modeling` is written once against this interface:
+
+    embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps, record)
+    attention_mask_bias(attention_mask)
+    qkv(x, query, key, value, record)        # three nn.Linear nodes of the weight tree -> q, k, v
+    attention(q, k, v, mask_bias, num_heads, output_attentions, record)
+    linear(x, weight, bias)
+    linear_act(x, weight, bias, act, record)  # act: a function name of numbert.config.ACTIVATIONS
+    add_layer_norm(x, residual, weight, bias, eps)
+
+- NumpyOps: numbert.layers as it is, on the checkpoint's layout: the reference, and the
+  only backend that records intermediate tensors (the trace runs it).
+- NumbaOps: the kernels of numbert.kernels, which take arrays and numbers only. The adapter
+  owns the layout they want: it is built for one weight tree and keeps, beside it, each
+  attention's query, key and value stacked into one [3H, H] matrix, so the three projections
+  are one GEMM. The checkpoint tree itself is never changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+
+import numpy as np
+
+from . import layers
+from .record import NO_RECORD
+from .weights import Linear
+
+BACKENDS = ("numba", "numpy")
+
+
+class NumpyOps:
+    """The NumPy reference: every op is the numbert.layers function of the same name."""
+
+    name = "numpy"
+
+    def __getattr__(self, name):  # looked up at each call, so a test can swap a layer function
+        return getattr(layers, name)
+
+    def qkv(self, x, query: Linear, key: Linear, value: Linear, record=NO_RECORD):  # [B, T, H] -> 3 x [B, T, H]
+        # BertSelfAttention's three projections: what each token looks for (query), what it
+        # offers to be found by (key), and what it passes on when found (value).
+        q = layers.linear(x, query.weight, query.bias)  # [B, T, H]
+        record("query", q)
+        k = layers.linear(x, key.weight, key.bias)  # [B, T, H]
+        record("key", k)
+        v = layers.linear(x, value.weight, value.bias)  # [B, T, H]
+        record("value", v)
+        return q, k, v
+
+
+NUMPY = NumpyOps()  # holds no state: one for every model
+
+
+class NumbaOps:
+    """The Numba kernels, with the weight layout they run fastest on, prepared once for `weights`."""
+
+    name = "numba"
+
+    def __init__(self, weights):
+        from . import kernels  # imported here: numba is loaded only when a model asks for it
+
+        self.kernels = kernels
+        self.attention_mask_bias = kernels.attention_mask_bias
+        self.linear = kernels.linear
+        self.add_layer_norm = kernels.add_layer_norm
+        # id(query) -> (query, key, value, stacked Linear [3H, H]); the nodes are kept so that
+        # an id is never reused while the entry lives
+        self._stacked = {id(q): (q, k, v, _stack(q, k, v)) for q, k, v in _qkv_triples(weights)}
+
+    def embeddings(self, input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps,
+                   record=NO_RECORD):  # [B, T] x2, tables -> [B, T, H]
+        return self.kernels.embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps)
+
+    def linear_act(self, x, weight, bias, act, record=NO_RECORD):  # [..., in] -> [..., out]
+        return self.kernels.linear_act(x, weight, bias, act)
+
+    def attention(self, q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD):
+        return self.kernels.attention(q, k, v, mask_bias, num_heads, output_attentions)
+
+    def qkv(self, x, query: Linear, key: Linear, value: Linear, record=NO_RECORD):  # [B, T, H] -> 3 x [B, T, H]
+        entry = self._stacked.get(id(query))
+        if entry is None or entry[1] is not key or entry[2] is not value:  # a tree this adapter was not built for
+            return tuple(self.linear(x, w.weight, w.bias) for w in (query, key, value))
+        stacked = entry[3]
+        H = query.weight.shape[0]
+        y = self.linear(x, stacked.weight, stacked.bias)  # [B, T, 3H]
+        return y[..., :H], y[..., H:2 * H], y[..., 2 * H:]  # views: the attention kernel reads them strided
+
+
+def _stack(query: Linear, key: Linear, value: Linear) -> Linear:  # 3 x [H, H], [H] -> [3H, H], [3H]
+    return Linear(np.ascontiguousarray(np.concatenate([query.weight, key.weight, value.weight])),
+                  np.concatenate([query.bias, key.bias, value.bias]))
+
+
+# How an attention's three projections are spelled in a weight tree (BERT's BertSelfAttention).
+QKV_FIELDS = ("query", "key", "value")
+
+
+def _qkv_triples(node):
+    """Every (query, key, value) Linear triple in the tree: the projections one GEMM can serve."""
+    if isinstance(node, tuple):
+        for child in node:
+            yield from _qkv_triples(child)
+    elif is_dataclass(node):
+        names = {f.name for f in fields(node)}
+        if names.issuperset(QKV_FIELDS) and all(isinstance(getattr(node, n), Linear) for n in QKV_FIELDS):
+            yield tuple(getattr(node, n) for n in QKV_FIELDS)
+        for f in fields(node):
+            yield from _qkv_triples(getattr(node, f.name))
+
+
+def get_ops(backend: str, weights=None):
+    """The ops a backend runs, prepared for `weights` (the Numba adapter stacks Q, K, V at this point)."""
+    if backend == "numpy":
+        return NUMPY
+    if backend == "numba":
+        return NumbaOps(weights)
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {backend!r}")
