@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, positive_int
 
 # The one table of activations: hidden_act as config.json spells it -> the name of the function
 # that computes it, the same in both backends (numbert.layers.gelu_tanh, numbert.kernels.gelu_tanh).
@@ -54,9 +54,10 @@ class BertConfig:
             )
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} must be a positive integer, found {value!r}")
+            try:
+                positive_int(getattr(self, name), name, error=ConfigError)
+            except ConfigError as e:
+                problems.append(str(e))
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -12,105 +12,182 @@ from __future__ import annotations
 import json
 import struct
 import warnings
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from .config import BertConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, positive_int
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
-# ---------------------------------------------------------------- the tree
+# ---------------------------------------------------------------- declaring a tree
+#
+# A tree is declared once, as frozen dataclasses: each field is a checkpoint tensor with its
+# shape, a submodule, or a list of submodules, and the attribute path is the key path. The
+# shapes, the checks and the tree building all come from this declaration (see `build`).
+# A dim is a number or a name: a name bound by an enclosing `module(...)` / `stack(...)`, else
+# a field of the config. Bindings hold for the whole subtree below, so a family whose
+# embeddings are narrower can reuse BertEmbeddings with `module(hidden_size="embedding_size")`.
+
+
+def tensor(*dims):
+    """A checkpoint tensor of shape `dims`."""
+    return field(metadata={"dims": dims})
+
+
+def module(*, optional=False, **bind):
+    """A submodule (the field's type); `bind` names its dims. optional: None when the checkpoint has no key below it."""
+    return field(metadata={"bind": bind, "optional": optional})
+
+
+def stack(count, **bind):
+    """nn.ModuleList: `count` submodules (the type in tuple[Type, ...]), keys `name.0`, `name.1`, ..."""
+    return field(metadata={"bind": bind, "count": count})
 
 
 @dataclass(frozen=True)
 class Linear:  # nn.Linear
-    weight: np.ndarray  # [out, in]
-    bias: np.ndarray  # [out]
+    weight: np.ndarray = tensor("out_features", "in_features")
+    bias: np.ndarray = tensor("out_features")
 
 
 @dataclass(frozen=True)
 class LayerNorm:  # nn.LayerNorm
-    weight: np.ndarray  # [H]  (legacy name: gamma)
-    bias: np.ndarray  # [H]    (legacy name: beta)
+    weight: np.ndarray = tensor("normalized_shape")  # (legacy name: gamma)
+    bias: np.ndarray = tensor("normalized_shape")  # (legacy name: beta)
 
 
 @dataclass(frozen=True)
 class Embedding:  # nn.Embedding
-    weight: np.ndarray  # [rows, H]
+    weight: np.ndarray = tensor("num_embeddings", "embedding_dim")
+
+
+# ---------------------------------------------------------------- BERT
+
+# the dims of a [H, H] projection and of a LayerNorm over H, used all over BERT
+HH = dict(out_features="hidden_size", in_features="hidden_size")
+NORM_H = dict(normalized_shape="hidden_size")
 
 
 @dataclass(frozen=True)
 class Embeddings:  # BertEmbeddings
-    word_embeddings: Embedding  # [V, H]
-    position_embeddings: Embedding  # [P, H]
-    token_type_embeddings: Embedding  # [Y, H]
-    LayerNorm: LayerNorm
+    word_embeddings: Embedding = module(num_embeddings="vocab_size", embedding_dim="hidden_size")  # [V, H]
+    position_embeddings: Embedding = module(num_embeddings="max_position_embeddings",
+                                            embedding_dim="hidden_size")  # [P, H]
+    token_type_embeddings: Embedding = module(num_embeddings="type_vocab_size", embedding_dim="hidden_size")  # [Y, H]
+    LayerNorm: LayerNorm = module(**NORM_H)
 
 
 @dataclass(frozen=True)
 class SelfAttention:  # BertSelfAttention
-    query: Linear  # [H, H]
-    key: Linear  # [H, H]
-    value: Linear  # [H, H]
-    # Filled by a backend's prepare() only: query, key and value stacked as one [3H, H]
-    # matrix so the three projections are one GEMM. Never read from a checkpoint.
-    qkv: Linear | None = None
+    query: Linear = module(**HH)  # [H, H]
+    key: Linear = module(**HH)  # [H, H]
+    value: Linear = module(**HH)  # [H, H]
 
 
 @dataclass(frozen=True)
 class SelfOutput:  # BertSelfOutput
-    dense: Linear  # [H, H]
-    LayerNorm: LayerNorm
+    dense: Linear = module(**HH)  # [H, H]
+    LayerNorm: LayerNorm = module(**NORM_H)
 
 
 @dataclass(frozen=True)
 class Attention:  # BertAttention
-    self: SelfAttention  # (dataclasses allow a field named `self`; it keeps the key path)
-    output: SelfOutput
+    self: SelfAttention = module()  # (dataclasses allow a field named `self`; it keeps the key path)
+    output: SelfOutput = module()
 
 
 @dataclass(frozen=True)
 class Intermediate:  # BertIntermediate
-    dense: Linear  # [I, H]
+    dense: Linear = module(out_features="intermediate_size", in_features="hidden_size")  # [I, H]
 
 
 @dataclass(frozen=True)
 class Output:  # BertOutput
-    dense: Linear  # [H, I]
-    LayerNorm: LayerNorm
+    dense: Linear = module(out_features="hidden_size", in_features="intermediate_size")  # [H, I]
+    LayerNorm: LayerNorm = module(**NORM_H)
 
 
 @dataclass(frozen=True)
 class Layer:  # BertLayer
-    attention: Attention
-    intermediate: Intermediate
-    output: Output
+    attention: Attention = module()
+    intermediate: Intermediate = module()
+    output: Output = module()
 
 
 @dataclass(frozen=True)
 class Encoder:  # BertEncoder
-    layer: tuple[Layer, ...]
+    layer: tuple[Layer, ...] = stack("num_hidden_layers")
 
 
 @dataclass(frozen=True)
 class Pooler:  # BertPooler
-    dense: Linear  # [H, H]
+    dense: Linear = module(**HH)  # [H, H]
 
 
 @dataclass(frozen=True)
 class BertWeights:  # BertModel (+ the classifier of BertForSequenceClassification)
-    embeddings: Embeddings
-    encoder: Encoder
-    pooler: Pooler | None  # None: checkpoint saved with add_pooling_layer=False
-    classifier: Linear | None  # None: no classification head (a plain BertModel)
+    embeddings: Embeddings = module()
+    encoder: Encoder = module()
+    pooler: Pooler | None = module(optional=True)  # None: checkpoint saved with add_pooling_layer=False
+    classifier: Linear | None = module(optional=True, out_features="num_labels",
+                                       in_features="hidden_size")  # [C, H]; None: a plain BertModel
 
     def num_parameters(self) -> int:
         return sum(a.size for _, a in iter_tensors(self))
+
+
+# ---------------------------------------------------------------- walking a tree
+
+
+def _size(dim, bound: dict, config) -> int:
+    return dim if isinstance(dim, int) else bound[dim] if dim in bound else getattr(config, dim)
+
+
+def _node_type(hint):
+    """The dataclass a field holds: Linear, Linear | None, tuple[Layer, ...] -> Linear, Linear, Layer."""
+    if is_dataclass(hint):
+        return hint
+    return next(arg for arg in get_args(hint) if is_dataclass(arg))
+
+
+def build(tree: type, config, take, present=lambda key: True, *, bound=None, prefix=""):
+    """Assemble a `tree` (a declared dataclass) for `config`, walking its declaration.
+
+    take(key, shape) gives the array for each tensor (and may check it); present(key) says
+    whether an optional submodule is in the checkpoint. Keys are attribute paths.
+    """
+    bound = bound or {}
+    hints = get_type_hints(tree)
+    values = {}
+    for f in fields(tree):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        meta = f.metadata
+        if "dims" in meta:
+            values[f.name] = take(key, tuple(_size(d, bound, config) for d in meta["dims"]))
+            continue
+        child = _node_type(hints[f.name])
+        inner = {**bound, **{k: _size(v, bound, config) for k, v in meta["bind"].items()}}
+        if "count" in meta:
+            values[f.name] = tuple(build(child, config, take, present, bound=inner, prefix=f"{key}.{i}")
+                                   for i in range(_size(meta["count"], bound, config)))
+        elif meta["optional"] and not present(key):
+            values[f.name] = None
+        else:
+            values[f.name] = build(child, config, take, present, bound=inner, prefix=key)
+    return tree(**values)
+
+
+def expected_shapes(tree: type, config, present=lambda key: True) -> dict[str, tuple]:
+    """Every key a checkpoint of `tree` with this config holds, and the shape it must have."""
+    shapes = {}
+    build(tree, config, lambda key, shape: shapes.setdefault(key, shape), present)
+    return shapes
 
 
 def iter_tensors(node, prefix=""):
@@ -124,41 +201,7 @@ def iter_tensors(node, prefix=""):
             yield from iter_tensors(child, f"{prefix}.{i}")
     elif is_dataclass(node):
         for f in fields(node):
-            if f.name == "qkv":  # derived by a backend, not a checkpoint tensor
-                continue
             yield from iter_tensors(getattr(node, f.name), f"{prefix}.{f.name}" if prefix else f.name)
-
-
-def expected_shapes(config: BertConfig, with_pooler=True, with_classifier=True) -> dict[str, tuple]:
-    """Every key a BERT checkpoint with this config holds, and the shape it must have."""
-    H, I = config.hidden_size, config.intermediate_size
-    shapes = {
-        "embeddings.word_embeddings.weight": (config.vocab_size, H),
-        "embeddings.position_embeddings.weight": (config.max_position_embeddings, H),
-        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, H),
-        "embeddings.LayerNorm.weight": (H,),
-        "embeddings.LayerNorm.bias": (H,),
-    }
-    for i in range(config.num_hidden_layers):
-        p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value",
-                     "attention.output.dense"):
-            shapes[p + name + ".weight"] = (H, H)
-            shapes[p + name + ".bias"] = (H,)
-        shapes[p + "intermediate.dense.weight"] = (I, H)
-        shapes[p + "intermediate.dense.bias"] = (I,)
-        shapes[p + "output.dense.weight"] = (H, I)
-        shapes[p + "output.dense.bias"] = (H,)
-        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-            shapes[p + name + ".weight"] = (H,)
-            shapes[p + name + ".bias"] = (H,)
-    if with_pooler:
-        shapes["pooler.dense.weight"] = (H, H)
-        shapes["pooler.dense.bias"] = (H,)
-    if with_classifier:
-        shapes["classifier.weight"] = (config.num_labels, H)
-        shapes["classifier.bias"] = (config.num_labels,)
-    return shapes
 
 
 # ---------------------------------------------------------------- reading safetensors
@@ -280,6 +323,27 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
     Returns the weights and the config (changed only when num_labels adds a new head).
     """
     folder = Path(folder)
+    tensors, origin = read_checkpoint(folder)
+    where = ", ".join(sorted({str(p) for p in origin.values()})) or str(folder)
+    check_heads(tensors, origin, num_labels, where)
+    new_head = num_labels is not None and not _present(tensors, "classifier")
+    if new_head:  # as BertForSequenceClassification.from_pretrained on a BertModel checkpoint
+        head, config = new_classifier(config, num_labels, seed)
+        tensors.update({"classifier.weight": head.weight, "classifier.bias": head.bias})
+    taken = set()  # the keys the tree reads
+    weights = build(BertWeights, config, checked_take(tensors, origin, where, taken),
+                    present=lambda key: _present(tensors, key))
+    warn_unexpected(folder, [k for k in tensors if k not in taken])
+    if new_head:
+        warnings.warn(
+            f"Some weights of BertForSequenceClassification were not initialized from the checkpoint at "
+            f"{folder} and are newly initialized: ['classifier.bias', 'classifier.weight'] (seed={seed}). "
+            "You should fine-tune this model before using its predictions.", stacklevel=3)
+    return weights, config
+
+
+def read_checkpoint(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+    """Every tensor of the folder's safetensors files under its canonical key, and the file it came from."""
     tensors: dict[str, np.ndarray] = {}
     origin: dict[str, Path] = {}
     for path in checkpoint_files(folder):
@@ -287,11 +351,17 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
             key = canonical_key(key)
             tensors[key] = array
             origin[key] = path
+    return tensors, origin
 
-    has_pooler = any(k.startswith("pooler.") for k in tensors)
-    has_classifier = any(k.startswith("classifier.") for k in tensors)
+
+def _present(tensors, prefix: str) -> bool:  # does the checkpoint hold this submodule?
+    return any(k.startswith(prefix + ".") for k in tensors)
+
+
+def check_heads(tensors, origin, num_labels, where: str) -> None:
+    """The classification head reads the pooler, and a trained head fixes the number of labels."""
+    has_pooler, has_classifier = _present(tensors, "pooler"), _present(tensors, "classifier")
     if (has_classifier or num_labels is not None) and not has_pooler:
-        where = ", ".join(sorted({str(p) for p in origin.values()})) or str(folder)
         raise CheckpointError(f"missing tensors 'pooler.dense.weight' / 'pooler.dense.bias' in {where}: a "
                               "classification head reads the pooled [CLS] vector, and this checkpoint has no pooler "
                               "(saved with add_pooling_layer=False)")
@@ -300,10 +370,12 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
         if stored != num_labels:
             raise CheckpointError(f"num_labels={num_labels} was asked for, but {origin['classifier.weight']} "
                                   f"holds a trained classifier with {stored} labels")
-    shapes = expected_shapes(config, with_pooler=has_pooler, with_classifier=has_classifier)
-    for key, shape in shapes.items():
+
+
+def checked_take(tensors, origin, where: str, taken: set):
+    """take(key, shape) for `build`: the tensor, once it is there with that shape and a float dtype."""
+    def take(key, shape):
         if key not in tensors:
-            where = ", ".join(sorted({str(p) for p in origin.values()})) or str(folder)
             raise CheckpointError(f"missing tensor {key!r} (expected shape {list(shape)}) in {where}")
         found = tuple(tensors[key].shape)
         if found != shape:
@@ -312,63 +384,24 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
             )
         if tensors[key].dtype != np.float32:
             raise CheckpointError(f"tensor {key!r} in {origin[key]} has dtype {tensors[key].dtype}, expected a float type")
-    unexpected = sorted(k for k in tensors if k not in shapes and k not in _IGNORED_KEYS)
-    heads = [k for k in unexpected if k.startswith(_OTHER_HEADS)]
-    others = [k for k in unexpected if k not in heads]
+        taken.add(key)
+        return tensors[key]
+
+    return take
+
+
+def warn_unexpected(folder: Path, left: list[str]) -> None:
+    """Warn about tensors no field reads, except buffers and the heads of other tasks."""
+    unexpected = sorted(k for k in left if k not in _IGNORED_KEYS)
+    others = [k for k in unexpected if not k.startswith(_OTHER_HEADS)]
     if others:
         warnings.warn(f"{folder}: checkpoint has {len(others)} unexpected tensors that numbert ignores: "
-                      f"{', '.join(others[:10])}{' ...' if len(others) > 10 else ''}", stacklevel=3)
-
-    if has_classifier:
-        classifier = Linear(tensors["classifier.weight"], tensors["classifier.bias"])
-    elif num_labels is not None:
-        classifier, config = new_classifier(config, num_labels, seed)
-        warnings.warn(
-            f"Some weights of BertForSequenceClassification were not initialized from the checkpoint at "
-            f"{folder} and are newly initialized: ['classifier.bias', 'classifier.weight'] (seed={seed}). "
-            "You should fine-tune this model before using its predictions.", stacklevel=3)
-    else:
-        classifier = None
-
-    def lin(p):
-        return Linear(tensors[p + ".weight"], tensors[p + ".bias"])
-
-    def ln(p):
-        return LayerNorm(tensors[p + ".weight"], tensors[p + ".bias"])
-
-    layers = tuple(
-        Layer(
-            attention=Attention(
-                self=SelfAttention(query=lin(f"encoder.layer.{i}.attention.self.query"),
-                                   key=lin(f"encoder.layer.{i}.attention.self.key"),
-                                   value=lin(f"encoder.layer.{i}.attention.self.value")),
-                output=SelfOutput(dense=lin(f"encoder.layer.{i}.attention.output.dense"),
-                                  LayerNorm=ln(f"encoder.layer.{i}.attention.output.LayerNorm")),
-            ),
-            intermediate=Intermediate(dense=lin(f"encoder.layer.{i}.intermediate.dense")),
-            output=Output(dense=lin(f"encoder.layer.{i}.output.dense"),
-                          LayerNorm=ln(f"encoder.layer.{i}.output.LayerNorm")),
-        )
-        for i in range(config.num_hidden_layers)
-    )
-    weights = BertWeights(
-        embeddings=Embeddings(
-            word_embeddings=Embedding(tensors["embeddings.word_embeddings.weight"]),
-            position_embeddings=Embedding(tensors["embeddings.position_embeddings.weight"]),
-            token_type_embeddings=Embedding(tensors["embeddings.token_type_embeddings.weight"]),
-            LayerNorm=ln("embeddings.LayerNorm"),
-        ),
-        encoder=Encoder(layer=layers),
-        pooler=Pooler(dense=lin("pooler.dense")) if has_pooler else None,
-        classifier=classifier,
-    )
-    return weights, config
+                      f"{', '.join(others[:10])}{' ...' if len(others) > 10 else ''}", stacklevel=4)
 
 
 def new_classifier(config: BertConfig, num_labels: int, seed: int) -> tuple[Linear, BertConfig]:
     """A fresh classification head, initialised as transformers does (normal(0, initializer_range), zero bias)."""
-    if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
-        raise ValueError(f"num_labels must be a positive integer, found {num_labels!r}")
+    positive_int(num_labels, "num_labels")
     rng = np.random.default_rng(seed)
     weight = rng.normal(0.0, config.initializer_range, size=(num_labels, config.hidden_size)).astype(np.float32)
     bias = np.zeros(num_labels, dtype=np.float32)
