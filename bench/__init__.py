@@ -1,4 +1,4 @@
-"""numbert's benchmark: `python -m bench` (or `python bench/run.py`); see bench/run.py."""
+"""numbert's benchmark: `python -m bench` from the repository root; see bench/run.py."""
 
 import os
 

@@ -13,19 +13,11 @@ bench/results.json and bench/results.png.
 
 from __future__ import annotations
 
-import sys
-
-if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable as a package
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "bench"  # noqa: A001
-    import bench  # noqa: F401  (drops OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE before NumPy loads)
-
 import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time

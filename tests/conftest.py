@@ -19,15 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# `python -m pytest` from the repo root puts the root on sys.path, where our top-level kernels/
-# folder (installed as numbert.kernels) would pass for PyPI's `kernels` package: transformers
-# probes for that one and imports it at import time. numbert is installed (pip install -e),
-# so the root is not needed on sys.path; without it `kernels` is found only as numbert.kernels.
-import sys  # noqa: E402
-
-_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT]
-
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # Training text for the tiny WordPiece vocabularies: the Zen of Python (it ships with Python)
