@@ -317,8 +317,9 @@ def checkpoint_files(folder: Path) -> list[Path]:
 # ---------------------------------------------------------------- building the tree
 
 
-def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, seed=0) -> tuple[BertWeights, BertConfig]:
-    """Read, check and assemble the weights of a checkpoint folder.
+def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, seed=0,
+                 tree: type = BertWeights) -> tuple[BertWeights, BertConfig]:
+    """Read, check and assemble the weights of a checkpoint folder as a `tree` (a declared dataclass).
 
     Returns the weights and the config (changed only when num_labels adds a new head).
     """
@@ -331,7 +332,7 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
         head, config = new_classifier(config, num_labels, seed)
         tensors.update({"classifier.weight": head.weight, "classifier.bias": head.bias})
     taken = set()  # the keys the tree reads
-    weights = build(BertWeights, config, checked_take(tensors, origin, where, taken),
+    weights = build(tree, config, checked_take(tensors, origin, where, taken),
                     present=lambda key: _present(tensors, key))
     warn_unexpected(folder, [k for k in tensors if k not in taken])
     if new_head:

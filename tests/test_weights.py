@@ -10,6 +10,8 @@ import json
 import shutil
 import struct
 import warnings
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 import numbert
+from numbert import weights as W
 from numbert.weights import iter_tensors
 
 from conftest import torch_model
@@ -160,6 +163,44 @@ def test_key_spellings_load_identically(request, tmp_path, which, rename):
     for a, b in zip(outputs(renamed), outputs(original)):
         if a is not None:
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ---------------------------------------------------------------- the declaration
+
+
+def test_declared_keys_and_shapes_are_transformers(base, encoder_only, checkpoint_factory):
+    # The one declaration (numbert.weights: each field's shape beside it) against what transformers saves.
+    for folder in (base, encoder_only, checkpoint_factory(add_pooling_layer=False, seed=13)):
+        config = numbert.load(folder, backend="numpy").config
+        theirs = {k.removeprefix("bert."): tuple(v.shape) for k, v in torch_model(folder).state_dict().items()
+                  if not k.endswith(("position_ids", "token_type_ids"))}  # buffers, not weights
+        ours = W.expected_shapes(W.BertWeights, config, present=lambda key: any(k.startswith(key + ".") for k in theirs))
+        assert ours == theirs
+
+
+@dataclass(frozen=True)
+class ProjectedEncoder:  # a tree declared elsewhere: ELECTRA-like embeddings, a QA head
+    embeddings: W.Embeddings = W.module(hidden_size="embedding_size")  # BERT's embeddings, E wide
+    embeddings_project: W.Linear = W.module(out_features="hidden_size", in_features="embedding_size")  # [H, E]
+    layer: tuple[W.Output, ...] = W.stack("num_hidden_layers", intermediate_size=5)
+    qa_outputs: W.Linear | None = W.module(optional=True, out_features=2, in_features="hidden_size")  # [2, H]
+
+
+def test_a_new_tree_needs_only_its_declaration():
+    config = SimpleNamespace(vocab_size=10, max_position_embeddings=7, type_vocab_size=2, hidden_size=8,
+                             embedding_size=4, num_hidden_layers=2)
+    shapes = W.expected_shapes(ProjectedEncoder, config)
+    assert shapes["embeddings.word_embeddings.weight"] == (10, 4)  # hidden_size rebound to embedding_size below
+    assert shapes["embeddings.LayerNorm.bias"] == (4,)
+    assert shapes["embeddings_project.weight"] == (8, 4)  # and not above
+    assert shapes["layer.1.dense.weight"] == (8, 5) and shapes["layer.1.LayerNorm.weight"] == (8,)
+    assert shapes["qa_outputs.weight"] == (2, 8) and len(shapes) == 5 + 2 + 2 * 4 + 2
+    tensors = {key: np.full(shape, i, np.float32) for i, (key, shape) in enumerate(shapes.items())}
+    tree = W.build(ProjectedEncoder, config, lambda key, shape: tensors[key],
+                   present=lambda key: not key.startswith("qa_outputs"))
+    assert tree.qa_outputs is None and len(tree.layer) == 2
+    assert dict(iter_tensors(tree)).keys() == {k for k in tensors if not k.startswith("qa_outputs")}
+    assert tree.layer[1].dense.weight is tensors["layer.1.dense.weight"]
 
 
 # ---------------------------------------------------------------- optional parts
