@@ -7,7 +7,7 @@ from .hub import ModelNotFoundError
 from .model import Model, load
 from .modeling import ModelOutput
 from .tokenizer import Batch
-from .trace import trace  # the function; the module stays importable as `from numbert.trace import ...`
+from . import trace  # the package numbert.trace; calling it runs numbert.trace.trace(...)
 
 __all__ = ["BertConfig", "Batch", "CheckpointError", "ConfigError", "Model", "ModelNotFoundError", "ModelOutput",
            "classify", "embed", "load", "trace"]

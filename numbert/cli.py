@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import trace_cli
+from .trace import cli as trace_cli
 
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
 

@@ -13,17 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .trace import Trace, token_mask
+from .catalogue import CATALOGUE, LAYER_KEYS, RESIDUALS, STEPS, full_name
+from .core import Recording, fmt_shape, token_mask
 
 # ---------------------------------------------------------------- small helpers
 
 
 def esc(x) -> str:
     return html.escape(str(x), quote=True)
-
-
-def fmt_shape(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 # "Blues" from ColorBrewer: light for small attention, dark for large.
@@ -43,75 +40,103 @@ def blue(p: float) -> str:
 
 @dataclass
 class Node:
-    id: str
+    id: str  # the step's catalogue key
     col: int  # 0 left, 1 centre, 2 right
     row: float
     title: str
-    step: str | None  # the trace step whose tensor leaves this box (its shape labels the edges out)
+    step: str  # the trace step whose tensor leaves this box (its shape labels the edges out)
     kind: str = "op"  # op | input | norm | head
+
+    @property
+    def top(self) -> float:
+        return TOP + self.row * ROW_H
+
+    @property
+    def mid(self) -> float:  # the height of the box's middle: where side arrows meet it
+        return self.top + BOX_H / 2
 
 
 COL_X = (160, 370, 580)  # box centres
 BOX_W, BOX_H, ROW_H, TOP = 176, 34, 60, 12
 LANE_L, LANE_R = 44, 696  # the residual connections run down these x
 WIDTH = 740
-LAYER_ROW = 4.8  # first row inside the encoder layer frame
 
 
-def flow_graph(trace: Trace) -> tuple[list[Node], list[tuple[str, str]], float]:
-    """The boxes and edges of the forward pass: layer 1 in full, standing for all L layers."""
-    L0 = "encoder.layer.0."
-    r = LAYER_ROW
-    nodes = [
-        Node("ids", 0, 0, "input_ids", "embeddings.input_ids", "input"),
-        Node("pos", 1, 0, "position_ids", "embeddings.position_ids", "input"),
-        Node("typ", 2, 0, "token_type_ids", "embeddings.token_type_ids", "input"),
-        Node("we", 0, 1, "Word Embeddings", "embeddings.word_embeddings"),
-        Node("pe", 1, 1, "Position Embeddings", "embeddings.position_embeddings"),
-        Node("te", 2, 1, "Token Type Embeddings", "embeddings.token_type_embeddings"),
-        Node("sum", 1, 2, "Sum Up All Embeddings", "embeddings.sum"),
-        Node("eln", 1, 3, "LayerNorm", "embeddings.LayerNorm", "norm"),
-        Node("q", 0, r, "Query Linear", L0 + "attention.self.query"),
-        Node("k", 1, r, "Key Linear", L0 + "attention.self.key"),
-        Node("v", 2, r, "Value Linear", L0 + "attention.self.value"),
-        Node("qh", 0, r + 1, "split heads: Query", L0 + "attention.self.query_heads"),
-        Node("kh", 1, r + 1, "split heads: Key", L0 + "attention.self.key_heads"),
-        Node("vh", 2, r + 1, "split heads: Value", L0 + "attention.self.value_heads"),
-        Node("kt", 1, r + 2, "Key Transposed", L0 + "attention.self.key_transposed"),
-        Node("sc", 1, r + 3, "Scores  Q · Kᵀ", L0 + "attention.self.scores"),
-        Node("scs", 1, r + 4, "÷ √head size", L0 + "attention.self.scores_scaled"),
-        Node("mask", 0, r + 5, "Attention Mask (additive)", "extended_attention_mask", "input"),
-        Node("scm", 1, r + 5, "+ mask", L0 + "attention.self.scores_masked"),
-        Node("pr", 1, r + 6, "Softmax: probabilities", L0 + "attention.self.probs", "head"),
-        Node("ctx", 1, r + 7, "Context  P · V", L0 + "attention.self.context"),
-        Node("ctp", 1, r + 8, "Context Permute", L0 + "attention.self.context_permuted"),
-        Node("ctr", 1, r + 9, "Context Reshaped", L0 + "attention.self.context_reshaped"),
-        Node("ad", 1, r + 10, "Attention Output Dense", L0 + "attention.output.dense"),
-        Node("aln", 1, r + 11, "Add & LayerNorm", L0 + "attention.output.LayerNorm", "norm"),
-        Node("id", 1, r + 12, "Intermediate Dense", L0 + "intermediate.dense"),
-        Node("act", 1, r + 13, f"{trace.config.hidden_act.upper()} activation",
-             L0 + "intermediate.intermediate_act_fn"),
-        Node("od", 1, r + 14, "Output Dense", L0 + "output.dense"),
-        Node("oln", 1, r + 15, "Add & LayerNorm", L0 + "output.LayerNorm", "norm"),
-        Node("ft", 1, r + 16.4, "First Token [CLS]", "pooler.first_token"),
-        Node("pd", 1, r + 17.4, "Pooler Dense", "pooler.dense"),
-        Node("tanh", 1, r + 18.4, "Tanh", "pooler.activation"),
-        Node("cls", 1, r + 19.4, "Classifier → logits", "classifier.logits", "head"),
-    ]
-    edges = [("ids", "we"), ("pos", "pe"), ("typ", "te"), ("we", "sum"), ("pe", "sum"), ("te", "sum"),
-             ("sum", "eln"), ("eln", "q"), ("eln", "k"), ("eln", "v"), ("q", "qh"), ("k", "kh"), ("v", "vh"),
-             ("kh", "kt"), ("qh", "sc"), ("kt", "sc"), ("sc", "scs"), ("scs", "scm"), ("mask", "scm"),
-             ("scm", "pr"), ("pr", "ctx"), ("vh", "ctx"), ("ctx", "ctp"), ("ctp", "ctr"), ("ctr", "ad"),
-             ("ad", "aln"), ("aln", "id"), ("id", "act"), ("act", "od"), ("od", "oln"), ("oln", "ft"),
-             ("ft", "pd"), ("pd", "tanh"), ("tanh", "cls")]
+def flow_graph(trace: Recording) -> tuple[list[Node], list[tuple[str, str]], float]:
+    """The boxes and edges of the forward pass: layer 1 in full, standing for all L layers.
+
+    Every step of the catalogue with a Box is a box; its inputs are the edges into it. Boxes
+    come in reading order (row by row, left to right), edges in the order of the boxes they enter.
+    """
     has = set(trace.names())
-    nodes = [x for x in nodes if x.step in has]
+    act = trace.config.hidden_act.upper()
+    nodes = [Node(s.key, s.box.col, s.box.row, s.box.label.format(act=act), full_name(s.key), s.box.kind)
+             for s in STEPS if s.box is not None and full_name(s.key) in has]
+    nodes.sort(key=lambda n: (n.row, n.col))
     ids = {x.id for x in nodes}
-    edges = [(a, b) for a, b in edges if a in ids and b in ids]
+    edges = [(a, x.id) for x in nodes for a in CATALOGUE[x.id].inputs if a in ids]
     return nodes, edges, max(x.row for x in nodes) + 1
 
 
-def svg_flow(trace: Trace) -> str:
+def svg_layer_frame(nodes: list[Node], num_layers: int) -> list[str]:
+    """A frame around the encoder layer's rows, with its repeat count."""
+    inside = [x for x in nodes if x.id in LAYER_KEYS]
+    if not inside:
+        return []
+    y0 = min(x.top for x in inside) - 40
+    y1 = max(x.top for x in inside) + BOX_H + 14
+    return [f'<rect x="14" y="{y0}" width="{WIDTH - 28}" height="{y1 - y0}" rx="12" class="layer"/>',
+            f'<text x="26" y="{y0 + 18}" class="layer-label">BertLayer × {num_layers}</text>',
+            f'<text x="62" y="{y1 - 26}" class="layer-note">layer 1 drawn;</text>'
+            f'<text x="62" y="{y1 - 12}" class="layer-note">its output feeds layer 2</text>']
+
+
+def edge_route(s: Node, d: Node, fans_out: bool, fans_in: bool) -> tuple[str, float, float, str]:
+    """The path of the arrow from box s to box d, and where its shape label goes: (path, x, y, anchor)."""
+    x1, y1 = COL_X[s.col], s.top + BOX_H
+    x2, y2 = COL_X[d.col], d.top
+    if s.row == d.row:  # side by side: from the side of one box into the side of the other
+        xa, xb = x1 + BOX_W / 2, x2 - BOX_W / 2
+        path = f"M{xa},{s.mid} L{xb},{d.mid}"
+        lx, ly, anchor = x1, y1 + 13, "middle"  # under the source box: the gap is narrow
+    elif s.col == d.col:
+        path = f"M{x1},{y1} L{x2},{y2}"
+        lx, ly, anchor = x1 + 6, (y1 + 9 if fans_in else (y1 + y2) / 2 + 4), "start"
+    elif d.row - s.row <= 1.01 or fans_out:  # elbow just below the source (or above a merge)
+        ym = y1 + 10 if fans_out else (y2 - 8 if fans_in else (y1 + y2) / 2)
+        path = f"M{x1},{y1} L{x1},{ym} L{x2},{ym} L{x2},{y2}"
+        lx, ly, anchor = (x2 + 6, y2 - 6, "start") if fans_out else (x1 + 6, y1 + 9, "start")
+    else:  # down its own column, then across into the side of the box
+        xb = x2 + (BOX_W / 2 if s.col > d.col else -BOX_W / 2)
+        path = f"M{x1},{y1} L{x1},{d.mid} L{xb},{d.mid}"
+        lx, ly, anchor = x1 + 6, y1 + 16, "start"
+    if fans_out and s.col == d.col:
+        lx, ly = x2 + 6, y2 - 6
+    return path, lx, ly, anchor
+
+
+def svg_residual(s: Node, d: Node, lane: float, shape: str) -> tuple[str, str]:
+    """The residual connection from box s down `lane` into box d: (the path, its rotated label)."""
+    side = -1 if lane < COL_X[1] else 1
+    xs = COL_X[1] + side * BOX_W / 2
+    path = (f'<path d="M{xs},{s.mid} L{lane},{s.mid} L{lane},{d.mid} L{xs},{d.mid}" '
+            f'class="edge residual" marker-end="url(#arr)"/>')
+    ym = (s.mid + d.mid) / 2
+    lx = lane - 4 if side < 0 else lane + 12  # rotated text sits left of its baseline
+    label = (f'<text x="{lx}" y="{ym}" text-anchor="middle" class="shape res" '
+             f'transform="rotate(-90 {lx} {ym})">residual {esc(shape)}</text>')
+    return path, label
+
+
+def svg_box(x: Node, shape: str, layout: str) -> str:
+    cx, y = COL_X[x.col], x.top
+    return (f'<g class="box {x.kind}"><title>{esc(x.step)}  {esc(shape)}  {esc(layout)}</title>'
+            f'<rect x="{cx - BOX_W / 2}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="7"/>'
+            f'<text x="{cx}" y="{y + 15}" class="t">{esc(x.title)}</text>'
+            f'<text x="{cx}" y="{y + 28}" class="n">{esc(x.step.split(".")[-1])}</text></g>')
+
+
+def svg_flow(trace: Recording) -> str:
     nodes, edges, rows = flow_graph(trace)
     by_id = {x.id: x for x in nodes}
     shape = {s.name: fmt_shape(s.shape) for s in trace.steps}
@@ -119,70 +144,23 @@ def svg_flow(trace: Trace) -> str:
     fan_out = {a for a, _ in edges if sum(1 for x, _ in edges if x == a) > 1}
     fan_in = {b for _, b in edges if sum(1 for _, y in edges if y == b) > 1}
     height = int(TOP + rows * ROW_H + 8)
-
-    def top(n):
-        return TOP + n.row * ROW_H
-
-    def mid(n):
-        return top(n) + BOX_H / 2
-
     parts = [f'<svg class="flow" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
              f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="flow of the forward pass">',
              '<defs><marker id="arr" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M0,0 L8,4 L0,8 z" fill="#6b7280"/></marker></defs>']
-    # the encoder layer: a frame around its rows, with its repeat count
-    L = trace.config.num_hidden_layers
-    if "q" in by_id and "oln" in by_id:
-        y0, y1 = top(by_id["q"]) - 40, top(by_id["oln"]) + BOX_H + 14
-        parts.append(f'<rect x="14" y="{y0}" width="{WIDTH - 28}" height="{y1 - y0}" rx="12" class="layer"/>')
-        parts.append(f'<text x="26" y="{y0 + 18}" class="layer-label">BertLayer × {L}</text>')
-        parts.append(f'<text x="62" y="{y1 - 26}" class="layer-note">layer 1 drawn;</text>'
-                     f'<text x="62" y="{y1 - 12}" class="layer-note">its output feeds layer 2</text>')
-    labels = []
+    parts += svg_layer_frame(nodes, trace.config.num_hidden_layers)
+    labels = []  # drawn last, over the edges
     for a, b in edges:
-        s, d = by_id[a], by_id[b]
-        label = esc(shape.get(s.step, ""))
-        x1, y1 = COL_X[s.col], top(s) + BOX_H
-        x2, y2 = COL_X[d.col], top(d)
-        if s.row == d.row:  # side by side: from the side of one box into the side of the other
-            xa, xb = x1 + BOX_W / 2, x2 - BOX_W / 2
-            path = f"M{xa},{mid(s)} L{xb},{mid(d)}"
-            lx, ly, anchor = x1, y1 + 13, "middle"  # under the source box: the gap is narrow
-        elif s.col == d.col:
-            path = f"M{x1},{y1} L{x2},{y2}"
-            lx, ly, anchor = x1 + 6, (y1 + 9 if b in fan_in else (y1 + y2) / 2 + 4), "start"
-        elif d.row - s.row <= 1.01 or a in fan_out:  # elbow just below the source (or above a merge)
-            ym = y1 + 10 if a in fan_out else (y2 - 8 if b in fan_in else (y1 + y2) / 2)
-            path = f"M{x1},{y1} L{x1},{ym} L{x2},{ym} L{x2},{y2}"
-            lx, ly, anchor = (x2 + 6, y2 - 6, "start") if a in fan_out else (x1 + 6, y1 + 9, "start")
-        else:  # down its own column, then across into the side of the box
-            xb = x2 + (BOX_W / 2 if s.col > d.col else -BOX_W / 2)
-            path = f"M{x1},{y1} L{x1},{mid(d)} L{xb},{mid(d)}"
-            lx, ly, anchor = x1 + 6, y1 + 16, "start"
-        if a in fan_out and s.col == d.col:
-            lx, ly = x2 + 6, y2 - 6
+        s = by_id[a]
+        path, lx, ly, anchor = edge_route(s, by_id[b], a in fan_out, b in fan_in)
         parts.append(f'<path d="{path}" class="edge" marker-end="url(#arr)"/>')
-        labels.append(f'<text x="{lx}" y="{ly}" text-anchor="{anchor}" class="shape">{label}</text>')
-    # residual connections: the input of each sub-layer, added back before its LayerNorm
-    for a, b, lane in (("eln", "aln", LANE_L), ("aln", "oln", LANE_R)):
-        if a not in by_id or b not in by_id:
-            continue
-        s, d = by_id[a], by_id[b]
-        side = -1 if lane < COL_X[1] else 1
-        xs = COL_X[1] + side * BOX_W / 2
-        parts.append(f'<path d="M{xs},{mid(s)} L{lane},{mid(s)} L{lane},{mid(d)} L{xs},{mid(d)}" '
-                     f'class="edge residual" marker-end="url(#arr)"/>')
-        ym = (mid(s) + mid(d)) / 2
-        lx = lane - 4 if side < 0 else lane + 12  # rotated text sits left of its baseline
-        labels.append(f'<text x="{lx}" y="{ym}" text-anchor="middle" class="shape res" '
-                      f'transform="rotate(-90 {lx} {ym})">residual {esc(shape.get(s.step, ""))}</text>')
-    for x in nodes:
-        cx, y = COL_X[x.col], top(x)
-        parts.append(f'<g class="box {x.kind}"><title>{esc(x.step)}  {esc(shape.get(x.step, ""))}  '
-                     f'{esc(layout.get(x.step, ""))}</title>'
-                     f'<rect x="{cx - BOX_W / 2}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="7"/>'
-                     f'<text x="{cx}" y="{y + 15}" class="t">{esc(x.title)}</text>'
-                     f'<text x="{cx}" y="{y + 28}" class="n">{esc(x.step.split(".")[-1])}</text></g>')
+        labels.append(f'<text x="{lx}" y="{ly}" text-anchor="{anchor}" class="shape">{esc(shape.get(s.step, ""))}</text>')
+    for (a, b), lane in zip(RESIDUALS, (LANE_L, LANE_R)):
+        if a in by_id and b in by_id:
+            path, label = svg_residual(by_id[a], by_id[b], lane, shape.get(by_id[a].step, ""))
+            parts.append(path)
+            labels.append(label)
+    parts += [svg_box(x, shape.get(x.step, ""), layout.get(x.step, "")) for x in nodes]
     parts.extend(labels)
     parts.append("</svg>")
     return "".join(parts)
@@ -219,7 +197,7 @@ def svg_heatmap(probs: np.ndarray, tokens: list[str], title: str) -> str:
     return "".join(out)
 
 
-def attention_section(trace: Trace) -> str:
+def attention_section(trace: Recording) -> str:
     L, nh = trace.config.num_hidden_layers, trace.config.num_attention_heads
     mask = trace.batch.attention_mask.astype(bool)
     out = ['<section id="attention"><h2>Attention, layer by layer and head by head</h2>',
@@ -255,7 +233,7 @@ def attention_section(trace: Trace) -> str:
 # ---------------------------------------------------------------- tokens and steps
 
 
-def tokens_section(trace: Trace) -> str:
+def tokens_section(trace: Recording) -> str:
     b = trace.batch
     out = ['<section id="tokens"><h2>Tokens</h2><p class="note">What the tokenizer gives the model: '
            '<code>input_ids</code>, <code>token_type_ids</code> and <code>attention_mask</code> '
@@ -274,7 +252,7 @@ def tokens_section(trace: Trace) -> str:
     return "".join(out)
 
 
-def steps_section(trace: Trace) -> str:
+def steps_section(trace: Recording) -> str:
     ch = trace.check
     head = "<th>diff vs torch</th>" if ch else ""
     out = ['<section id="steps"><h2>Every step</h2>',
@@ -372,7 +350,7 @@ svg.hm text { fill:#374151; font-family:ui-monospace,"DejaVu Sans Mono",monospac
 """
 
 
-def render_html(trace: Trace) -> str:
+def render_html(trace: Recording) -> str:
     c = trace.config
     B, T = trace.batch.input_ids.shape
     chips = [f"B = {B} texts", f"T = {T} tokens", f"H = {c.hidden_size}", f"L = {c.num_hidden_layers} layers",

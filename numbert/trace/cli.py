@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+from ..hub import DEFAULT_MODEL
+
+EPILOG = f"""\
+examples:
+  numbert trace "I love cats!"                                   every step of the default model
+  numbert trace "I love cats!" "He hates pineapple pizza." --layers 1,6 --stats
+  numbert trace "Is it raining?" --pair "It is sunny." --values  a text pair: token types 0 and 1
+  numbert trace "I love cats!" --check-torch                     each step's difference to transformers
+  numbert trace "I love cats!" --model ./my-bert --html trace.html
+
+MODEL is a checkpoint folder or a Hugging Face Hub id (default: {DEFAULT_MODEL}).
+--check-torch needs torch and transformers.
+
+exit codes: 0 success, 1 the model could not be found or read, or (with --check-torch) a step
+diverges from transformers, 2 bad usage or input.
+"""
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "trace", help="show every intermediate tensor of the forward pass, with its shape",
         description="Run the NumPy reference forward pass on TEXT... and print every intermediate tensor "
-                    "in order, with its shape, as the 'Bert Inner Workings' walkthrough does.")
+                    "in order, with its shape, as the 'Bert Inner Workings' walkthrough does.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="+", metavar="TEXT", help="one or more texts (one batch)")
-    p.add_argument("--model", "-m", default=None,
-                   help="checkpoint folder or model name (default: sentence-transformers/all-MiniLM-L6-v2)")
+    p.add_argument("--model", "-m", default=None, help=f"checkpoint folder or model name (default: {DEFAULT_MODEL})")
     p.add_argument("--pair", action="append", default=None, metavar="TEXT",
                    help="second text of a pair, once per TEXT, in order (token type 1)")
     p.add_argument("--layers", default=None, metavar="LIST",
@@ -30,14 +48,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .errors import CheckpointError, ConfigError
-    from .trace import trace
+    """The verb. A model that cannot be found or read (exit 1) and bad input (exit 2) raise to numbert.cli.main."""
+    from .run import trace
 
     try:
         t = trace(args.texts, args.model, text_pair=args.pair, layers=args.layers,
                   check="torch" if args.check_torch else None, max_length=args.max_length,
                   tolerance=args.tolerance)
-    except (CheckpointError, ConfigError, ValueError, ImportError, TypeError) as e:
+    except ImportError as e:  # --check-torch without torch or transformers: bad usage, as numbert.cli says
         print(f"numbert trace: {e}", file=sys.stderr)
         return 2
     print(t.render(values=args.values, stats=args.stats or args.values))

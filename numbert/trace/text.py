@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .trace import DROPOUT_AFTER, DROPOUT_BEFORE, RULE, Trace, token_mask
+from .catalogue import CATALOGUE, StepInfo
+from .core import Recording, fmt_shape, token_mask
 
 TITLE_W, SHAPE_W, LAYOUT_W = 43, 16, 11
-
-# Steps whose output is the "Hidden States" the next module reads.
-HIDDEN_KEYS = {"embeddings.LayerNorm", "attention.self.context_reshaped", "attention.output.LayerNorm",
-               "intermediate.intermediate_act_fn", "output.LayerNorm", "pooler.activation"}
-
-
-def fmt_shape(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+RULE = "-----------------"
+UNKNOWN = StepInfo("", "", "")  # a step the catalogue does not list: no hidden state, no dropout note
 
 
 def fmt_num(x: float) -> str:
@@ -22,7 +17,7 @@ def fmt_num(x: float) -> str:
     return f"{x:.6g}" if float(x).is_integer() and abs(x) < 1e7 else f"{x:.4g}"
 
 
-def header(trace: Trace) -> list[str]:
+def header(trace: Recording) -> list[str]:
     c = trace.config
     B, T = trace.batch.input_ids.shape
     lines = [
@@ -52,7 +47,7 @@ def step_line(title, shape, layout, name, diff="", flag="") -> str:
     return f"  {title:<{TITLE_W}} {shape:<{SHAPE_W}} {layout:<{LAYOUT_W}} {diff}{name}{flag}".rstrip()
 
 
-def diff_cells(trace: Trace, name: str) -> tuple[str, str]:
+def diff_cells(trace: Recording, name: str) -> tuple[str, str]:
     """The check column ("diff 7.2e-07 ok") and a flag at the line's end for a divergent step."""
     if trace.check is None:
         return "", ""
@@ -87,7 +82,7 @@ def detail_lines(step, mask, values: bool, stats: bool) -> list[str]:
     return out
 
 
-def render(trace: Trace, layers: list[int] | None, values: bool = False, stats: bool = False) -> str:
+def render(trace: Recording, layers: list[int] | None, values: bool = False, stats: bool = False) -> str:
     lines = header(trace)
     c = trace.config
     module = None
@@ -96,6 +91,7 @@ def render(trace: Trace, layers: list[int] | None, values: bool = False, stats: 
     blank = " " * 17 if trace.check is not None else ""  # keeps the name column aligned under a check
     for i, step in enumerate(trace.steps):
         key = step.key
+        info = CATALOGUE.get(key, UNKNOWN)
         if step.layer != layer:
             layer = step.layer
             module = None
@@ -105,7 +101,7 @@ def render(trace: Trace, layers: list[int] | None, values: bool = False, stats: 
                     lines.append("  ...")
         shown = layer is None or layers is None or layer + 1 in layers
         if not shown:
-            if key in HIDDEN_KEYS:
+            if info.hidden:
                 hidden = step
             continue
         if step.module != module:
@@ -119,24 +115,24 @@ def render(trace: Trace, layers: list[int] | None, values: bool = False, stats: 
                 source = hidden.key if hidden.layer is not None and hidden.layer == layer else hidden.name
                 lines.append(step_line(label, fmt_shape(hidden.shape), hidden.layout or "",
                                        blank + f"(input: {source})"))
-        if key in DROPOUT_BEFORE:
-            lines.append(step_line(DROPOUT_BEFORE[key], "", "", blank + "identity at inference"))
+        if info.dropout_before:
+            lines.append(step_line(info.dropout_before, "", "", blank + "identity at inference"))
         name = key if layer is not None else step.name
         lines.append(step_line(step.title, fmt_shape(step.shape), step.layout or "", name,
                                *diff_cells(trace, step.name)))
         if values or stats:
             lines.extend(detail_lines(step, token_mask(step.layout, step.shape, trace.batch.attention_mask),
                                       values, stats))
-        if key in DROPOUT_AFTER:
-            lines.append(step_line(DROPOUT_AFTER[key], "", "", blank + "identity at inference"))
-        if key in HIDDEN_KEYS:
+        if info.dropout_after:
+            lines.append(step_line(info.dropout_after, "", "", blank + "identity at inference"))
+        if info.hidden:
             hidden = step
     if trace.check is not None:
         lines.extend(["", check_summary(trace)])
     return "\n".join(lines)
 
 
-def check_summary(trace: Trace) -> str:
+def check_summary(trace: Recording) -> str:
     ch = trace.check
     n = sum(s.max_abs_diff is not None for s in ch.steps.values())
     head = (f"checked against {ch.reference}: {n} steps at real tokens, max abs diff {ch.max_abs_diff:.2e} "

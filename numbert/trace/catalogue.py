@@ -1,0 +1,198 @@
+"""The step catalogue: every tensor the forward pass records, said once.
+
+Each entry is one `record("name", array)` call of the forward pass (numbert/layers.py,
+numbert/modeling.py): its name, the walkthrough's title for it, the layout of its axes, and
+what the renderers and the torch check need to know about it. Everything else in
+numbert.trace (the text, the flow diagram, the torch check) reads the steps from here; a test
+holds this table to the record() calls, both ways.
+
+Names inside an encoder layer are written without "encoder.layer.N."; a trace spells them in
+full ("encoder.layer.3.attention.self.query"). Layout letters (see numbert/layers.py): B batch,
+T tokens, H hidden, nh heads, hs head size, I intermediate, C labels; a "1" is an axis of size
+one that broadcasts over B.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from ..config import ACTIVATIONS
+
+
+class Box(NamedTuple):
+    """Where a step stands in the HTML flow diagram, which draws layer 1 for all layers."""
+
+    col: int  # 0 left, 1 centre, 2 right
+    row: float
+    label: str  # "{act}": the config's hidden_act, upper case
+    kind: str = "op"  # op | input | norm | head
+
+
+class Twin(NamedTuple):
+    """Where transformers' eager model holds the same tensor (numbert.trace.torch_check reads it).
+
+    kind "output": what the module returns (item `index` of a tuple); "input": its first
+    argument; "mask": the attention mask it is called with, made additive as eager attention
+    uses it; "op": not a module's tensor, so recomputed from the step's inputs with torch op `op`.
+    module: the module's path after the step's scope ("" the scope itself); None: the step's own path.
+    """
+
+    kind: str = "output"
+    module: str | None = None
+    index: int = 0
+    op: str = ""
+
+
+class StepInfo(NamedTuple):
+    """One step of the catalogue."""
+
+    key: str  # the recorded name (inside a layer: after "encoder.layer.N.")
+    title: str  # the walkthrough's title; "{act}" is the activation's name
+    axes: str  # the layout of the array's axes, e.g. "B nh T hs"
+    box: Box | None = None  # its box in the flow diagram; None: not drawn
+    inputs: tuple[str, ...] = ()  # the steps it is computed from: the arrows into its box, a Twin op's operands
+    twin: Twin = Twin()
+    hidden: bool = False  # its output is the "Hidden States" the next module reads
+    dropout_before: str | None = None  # the walkthrough's dropout just before this step (identity here)
+    dropout_after: str | None = None  # ... and just after it
+
+
+FLOW_LAYER_ROW = 4.8  # the flow diagram's first row inside the encoder layer frame
+_R = FLOW_LAYER_ROW
+_SELF = ""  # Twin.module of the steps that are outputs of their scope's module (attention.self, classifier)
+
+# The steps before the encoder layers, in forward order (extended_attention_mask is computed once for all layers).
+MODEL_STEPS = (
+    StepInfo("embeddings.position_ids", "Created Tokens Positions IDs", "1 T", Box(1, 0, "position_ids", "input"),
+             twin=Twin("input", "position_embeddings")),
+    StepInfo("embeddings.input_ids", "Tokens IDs", "B T", Box(0, 0, "input_ids", "input"),
+             twin=Twin("input", "word_embeddings")),
+    StepInfo("embeddings.token_type_ids", "Tokens Type IDs", "B T", Box(2, 0, "token_type_ids", "input"),
+             twin=Twin("input", "token_type_embeddings")),
+    StepInfo("embeddings.word_embeddings", "Word Embeddings", "B T H", Box(0, 1, "Word Embeddings"),
+             ("embeddings.input_ids",)),
+    StepInfo("embeddings.position_embeddings", "Position Embeddings", "1 T H", Box(1, 1, "Position Embeddings"),
+             ("embeddings.position_ids",)),
+    StepInfo("embeddings.token_type_embeddings", "Token Types Embeddings", "B T H",
+             Box(2, 1, "Token Type Embeddings"), ("embeddings.token_type_ids",)),
+    StepInfo("embeddings.sum", "Sum Up All Embeddings", "B T H", Box(1, 2, "Sum Up All Embeddings"),
+             ("embeddings.word_embeddings", "embeddings.position_embeddings", "embeddings.token_type_embeddings"),
+             twin=Twin("input", "LayerNorm")),
+    StepInfo("embeddings.LayerNorm", "Embeddings Layer Normalization", "B T H", Box(1, 3, "LayerNorm", "norm"),
+             ("embeddings.sum",), hidden=True, dropout_after="Embeddings Dropout Layer"),
+    StepInfo("extended_attention_mask", "Extended Attention Mask", "B 1 1 T",
+             Box(0, _R + 5, "Attention Mask (additive)", "input"),
+             twin=Twin("mask", "encoder.layer.0.attention.self")),
+)
+
+# The steps of one encoder layer (BertLayer), in forward order. Layer 1's query, key and value
+# read the embeddings' output: the arrows the flow diagram draws.
+LAYER_STEPS = (
+    StepInfo("attention.self.query", "Query Linear Layer", "B T H", Box(0, _R, "Query Linear"),
+             ("embeddings.LayerNorm",)),
+    StepInfo("attention.self.key", "Key Linear Layer", "B T H", Box(1, _R, "Key Linear"), ("embeddings.LayerNorm",)),
+    StepInfo("attention.self.value", "Value Linear Layer", "B T H", Box(2, _R, "Value Linear"),
+             ("embeddings.LayerNorm",)),
+    StepInfo("attention.self.query_heads", "Query", "B nh T hs", Box(0, _R + 1, "split heads: Query"),
+             ("attention.self.query",), Twin("op", op="split_heads")),
+    StepInfo("attention.self.key_heads", "Key", "B nh T hs", Box(1, _R + 1, "split heads: Key"),
+             ("attention.self.key",), Twin("op", op="split_heads")),
+    StepInfo("attention.self.value_heads", "Value", "B nh T hs", Box(2, _R + 1, "split heads: Value"),
+             ("attention.self.value",), Twin("op", op="split_heads")),
+    StepInfo("attention.self.key_transposed", "Key Transposed", "B nh hs T", Box(1, _R + 2, "Key Transposed"),
+             ("attention.self.key_heads",), Twin("op", op="transpose_last")),
+    StepInfo("attention.self.scores", "Attention Scores", "B nh T T", Box(1, _R + 3, "Scores  Q · Kᵀ"),
+             ("attention.self.query_heads", "attention.self.key_transposed"), Twin("op", op="matmul")),
+    StepInfo("attention.self.scores_scaled", "Attention Scores Divided by Scalar", "B nh T T",
+             Box(1, _R + 4, "÷ √head size"), ("attention.self.scores",), Twin("op", op="scale")),
+    StepInfo("attention.self.scores_masked", "Attention Scores Plus Mask", "B nh T T", Box(1, _R + 5, "+ mask"),
+             ("attention.self.scores_scaled", "extended_attention_mask"), Twin("op", op="add")),
+    StepInfo("attention.self.probs", "Attention Probabilities Softmax Layer", "B nh T T",
+             Box(1, _R + 6, "Softmax: probabilities", "head"), ("attention.self.scores_masked",),
+             Twin("output", _SELF, index=1), dropout_after="Attention Probabilities Dropout Layer"),
+    StepInfo("attention.self.context", "Context", "B nh T hs", Box(1, _R + 7, "Context  P · V"),
+             ("attention.self.probs", "attention.self.value_heads"), Twin("op", op="matmul")),
+    StepInfo("attention.self.context_permuted", "Context Permute", "B T nh hs", Box(1, _R + 8, "Context Permute"),
+             ("attention.self.context",), Twin("op", op="swap_heads_tokens")),
+    StepInfo("attention.self.context_reshaped", "Context Reshaped", "B T H", Box(1, _R + 9, "Context Reshaped"),
+             ("attention.self.context_permuted",), Twin("output", _SELF, index=0), hidden=True),
+    StepInfo("attention.output.dense", "Hidden States Linear Layer", "B T H", Box(1, _R + 10, "Attention Output Dense"),
+             ("attention.self.context_reshaped",), dropout_after="Hidden States Dropout Layer"),
+    StepInfo("attention.output.LayerNorm", "Hidden States Normalization Layer", "B T H",
+             Box(1, _R + 11, "Add & LayerNorm", "norm"), ("attention.output.dense",), hidden=True),
+    StepInfo("intermediate.dense", "Hidden States Linear Layer", "B T I", Box(1, _R + 12, "Intermediate Dense"),
+             ("attention.output.LayerNorm",)),
+    StepInfo("intermediate.intermediate_act_fn", "Hidden States {act} Activation Function", "B T I",
+             Box(1, _R + 13, "{act} activation"), ("intermediate.dense",), hidden=True),
+    StepInfo("output.dense", "Hidden States Linear Layer", "B T H", Box(1, _R + 14, "Output Dense"),
+             ("intermediate.intermediate_act_fn",), dropout_after="Hidden States Dropout Layer"),
+    StepInfo("output.LayerNorm", "Hidden States Layer Normalization", "B T H",
+             Box(1, _R + 15, "Add & LayerNorm", "norm"), ("output.dense",), hidden=True),
+)
+
+# The steps after the last layer, in forward order: BertPooler, then the classification head.
+HEAD_STEPS = (
+    StepInfo("pooler.first_token", "First Token [CLS]", "B H", Box(1, _R + 16.4, "First Token [CLS]"),
+             ("output.LayerNorm",), twin=Twin("input", "dense")),
+    StepInfo("pooler.dense", "First Token [CLS] Linear Layer", "B H", Box(1, _R + 17.4, "Pooler Dense"),
+             ("pooler.first_token",)),
+    StepInfo("pooler.activation", "First Token [CLS] Tanh Activation Function", "B H", Box(1, _R + 18.4, "Tanh"),
+             ("pooler.dense",), hidden=True),
+    StepInfo("classifier.logits", "Classifier Linear Layer", "B C", Box(1, _R + 19.4, "Classifier → logits", "head"),
+             ("pooler.activation",), Twin("output", _SELF), dropout_before="Pooled Output Dropout Layer"),
+)
+
+STEPS = MODEL_STEPS + LAYER_STEPS + HEAD_STEPS
+CATALOGUE = {s.key: s for s in STEPS}
+LAYER_KEYS = frozenset(s.key for s in LAYER_STEPS)
+
+# The residual connections the flow diagram draws: the input of each sub-layer of layer 1,
+# added back before its LayerNorm.
+RESIDUALS = (("embeddings.LayerNorm", "attention.output.LayerNorm"), ("attention.output.LayerNorm", "output.LayerNorm"))
+
+# The transformers module each group of steps belongs to, by name prefix (first match wins).
+MODULES = (
+    ("embeddings.", "BertEmbeddings"),
+    ("extended_attention_mask", "BertModel"),
+    ("attention.self.", "BertSelfAttention"),
+    ("attention.output.", "BertSelfOutput"),
+    ("intermediate.", "BertIntermediate"),
+    ("output.", "BertOutput"),
+    ("pooler.", "BertPooler"),
+    ("classifier.", "Classifier"),
+)
+
+# The walkthrough's name of each activation function (numbert.config.ACTIVATIONS: hidden_act -> function).
+ACTIVATION_TITLES = {"gelu": "Gelu", "gelu_tanh": "Gelu (tanh)", "relu": "Relu"}
+
+_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.*)$")
+
+
+def split_name(name: str) -> tuple[int | None, str]:
+    """'encoder.layer.3.attention.self.query' -> (3, 'attention.self.query'); others -> (None, name)."""
+    m = _LAYER.match(name)
+    return (int(m.group(1)), m.group(2)) if m else (None, name)
+
+
+def full_name(key: str, layer: int = 0) -> str:
+    """The name a trace gives step `key`: in 0-based encoder layer `layer` when it is a layer's step."""
+    return f"encoder.layer.{layer}.{key}" if key in LAYER_KEYS else key
+
+
+def axes_of(key: str) -> str | None:
+    info = CATALOGUE.get(key)
+    return info.axes if info else None
+
+
+def module_of(key: str) -> str:
+    return next((m for prefix, m in MODULES if key.startswith(prefix)), "BertModel")
+
+
+def title_for(key: str, config) -> str:
+    """The walkthrough's title of step `key`, with the config's activation; an unknown step: its key."""
+    info = CATALOGUE.get(key)
+    if info is None:
+        return key
+    function = ACTIVATIONS.get(config.hidden_act, config.hidden_act)
+    return info.title.format(act=ACTIVATION_TITLES.get(function, config.hidden_act))
