@@ -32,7 +32,7 @@ INDEX_FILE = "model.safetensors.index.json"
 # shapes, the checks and the tree building all come from this declaration (see `build`).
 # A dim is a number or a name: a name bound by an enclosing `module(...)` / `stack(...)`, else
 # a field of the config. Bindings hold for the whole subtree below, so a family whose
-# embeddings are narrower can reuse BertEmbeddings with `module(hidden_size="embedding_size")`.
+# embeddings are narrower can reuse `Embeddings` with `module(hidden_size="embedding_size")`.
 
 
 def tensor(*dims):
