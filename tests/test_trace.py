@@ -14,6 +14,7 @@ import pytest
 import numbert
 from numbert import layers as numpy_layers
 from numbert.trace import Step, parse_layers
+from numbert.trace.catalogue import CATALOGUE, LAYER_KEYS, RESIDUALS, STEPS, split_name
 
 TEXTS = ["I love cats!", "He hates pineapple pizza."]
 TINY = dict(num_labels=3, hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=2)
@@ -272,3 +273,63 @@ def test_cli_reports_bad_layers(checkpoint_factory, capsys):
 
     assert main(["trace", "I love cats!", "--model", str(checkpoint_factory(**TINY)), "--layers", "9"]) == 2
     assert "not a layer of this model" in capsys.readouterr().err
+
+
+def test_cli_missing_model_exits_1_as_every_verb(tmp_path, capsys):
+    from numbert.cli import main
+
+    assert main(["trace", "I love cats!", "--model", str(tmp_path / "no-such-model")]) == 1
+    assert "no-such-model" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys):
+    from numbert.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["trace", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert 'numbert trace "I love cats!"' in out and "--check-torch" in out and "exit codes: 0 success" in out
+
+
+# ---------------------------------------------------------------- the package and its catalogue
+
+
+def test_trace_is_the_module_and_callable(tiny):
+    import numbert.trace as t
+
+    assert t is numbert.trace and t.__name__ == "numbert.trace" and t.parse_layers is parse_layers
+    called = numbert.trace("I love cats!", tiny)  # the public API: numbert.trace(texts, model)
+    assert isinstance(called, t.Trace) and called.names() == t.trace("I love cats!", tiny).names()
+
+
+def catalogue_keys_in_order(trace) -> list[str]:
+    keys = []
+    for name in trace.names():
+        layer, key = split_name(name)
+        assert (layer is not None) == (key in LAYER_KEYS), f"{name}: inside a layer or not, as the catalogue says"
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def test_catalogue_is_the_recorded_steps(tiny, minilm_trace):
+    """Every name the forward records has a catalogue entry, and every entry is recorded, in the same order."""
+    recorded = {}
+    for t in (numbert.trace(TEXTS, tiny), minilm_trace):
+        keys = catalogue_keys_in_order(t)
+        unknown = [k for k in keys if k not in CATALOGUE]
+        assert not unknown, f"recorded steps with no catalogue entry: {unknown}"
+        assert keys == [s.key for s in STEPS if s.key in keys]  # the catalogue lists them in forward order
+        recorded.update(dict.fromkeys(keys))
+    assert set(recorded) == set(CATALOGUE), f"catalogue entries never recorded: {set(CATALOGUE) - set(recorded)}"
+    assert len(CATALOGUE) == len(STEPS)  # each name said once
+
+
+def test_catalogue_entries_refer_to_entries():
+    for s in STEPS:
+        assert len(s.axes.split()) >= 2 and s.title, s.key
+        assert all(a in CATALOGUE for a in s.inputs), f"{s.key}: an input is no step"
+        if s.twin.kind == "op":  # recomputed in torch from its inputs
+            assert s.inputs and s.twin.op, s.key
+    assert all(a in CATALOGUE and b in CATALOGUE for a, b in RESIDUALS)
