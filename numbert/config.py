@@ -1,7 +1,10 @@
 """BertConfig: the typed subset of a Hugging Face config.json that the forward pass needs.
 
 Mirrors transformers' `BertConfig` (models/bert/configuration_bert.py). Fields keep the
-Hugging Face names so a reader can hold the two side by side.
+Hugging Face names so a reader can hold the two side by side. The other families of
+numbert.families are read into the same fields: each family's `config` function renames what it
+spells differently (DistilBERT's `dim` is hidden_size) and sets the few fields below that only
+some families use (embedding_size, position_offset, relative_attention_num_buckets).
 """
 
 from __future__ import annotations
@@ -36,10 +39,18 @@ class BertConfig:
     label2id: dict[str, int] = field(default_factory=dict)
     problem_type: str | None = None  # single_label_classification / multi_label_classification / regression
     architectures: tuple[str, ...] = ()
+    model_type: str = "bert"  # which family of numbert.families runs it
+    embedding_size: int | None = None  # ELECTRA: width of the embeddings before embeddings_project
+    position_offset: int = 0  # RoBERTa, MPNet: position ids start here (pad id + 1), not at 0
+    relative_attention_num_buckets: int | None = None  # MPNet: rows of the relative position bias table
 
     @property
     def head_size(self) -> int:  # hs
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def max_tokens(self) -> int:  # the longest sequence the position table can number
+        return self.max_position_embeddings - self.position_offset
 
     def __post_init__(self):
         problems = []
@@ -63,11 +74,10 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config.json") -> "BertConfig":
-        model_type = d.get("model_type", "bert")
-        if model_type != "bert":
-            raise ConfigError(
-                f"{source}: model_type is {model_type!r}; numbert runs BERT checkpoints (model_type 'bert') only"
-            )
+        from .families import family_of  # the families import the forward pass, which imports this module
+
+        family = family_of(d, source)  # refuses a model_type or architecture numbert cannot run
+        d = {**family.config(d), "model_type": family.name}  # the family's names -> BertConfig's
         pos_type = d.get("position_embedding_type", "absolute")
         if pos_type != "absolute":
             raise ConfigError(

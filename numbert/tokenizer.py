@@ -101,8 +101,8 @@ class Tokenizer:
             raise CheckpointError(f"{folder}: no {TOKENIZER_FILE} or {VOCAB_FILE}; numbert needs one of them to tokenize")
         # transformers' AutoTokenizer takes model_max_length from tokenizer_config.json; without
         # one it would not truncate at all, but the model cannot read past its position table.
-        model_max_length = int(min(tok_config.get("model_max_length", config.max_position_embeddings),
-                                   config.max_position_embeddings))
+        # (config.max_tokens: the position table's rows, less RoBERTa's and MPNet's offset)
+        model_max_length = int(min(tok_config.get("model_max_length", config.max_tokens), config.max_tokens))
         pad_token = tok_config.get("pad_token", "[PAD]")
         if isinstance(pad_token, dict):  # AddedToken serialised as a dict
             pad_token = pad_token.get("content", "[PAD]")
