@@ -26,9 +26,13 @@ class ModelOutput(NamedTuple):
 
     last_hidden_state: np.ndarray  # [B, T, H] float32
     pooler_output: np.ndarray | None  # [B, H]  (None: the checkpoint has no pooler)
-    logits: np.ndarray | None  # [B, C]  (None: the checkpoint has no classifier)
+    # [B, C] with a sequence classifier; [B, T, C] with a token classifier, [B, T, V] with a
+    # masked-LM head (numbert.heads); None: the checkpoint has no head that gives logits
+    logits: np.ndarray | None
     hidden_states: tuple[np.ndarray, ...] | None  # L + 1 x [B, T, H]: embeddings, then each layer
     attentions: tuple[np.ndarray, ...] | None  # L x [B, nh, T, T]: each layer's softmax
+    start_logits: np.ndarray | None = None  # [B, T] question answering: where the answer starts
+    end_logits: np.ndarray | None = None  # [B, T] ... and where it ends
 
 
 def bert_embeddings(input_ids, token_type_ids, w: W.Embeddings, config: BertConfig, ops, record=NO_RECORD):
