@@ -13,26 +13,34 @@ f32 = np.float32
 
 
 @pjit
-def _embed_rows(input_ids, token_type_ids, word, position, token_type, weight, bias, eps, out):
-    # [B, T], [B, T], [V, H], [P, H], [Y, H], [H], [H], f32 -> out [B*T, H]
+def _embed_rows(input_ids, token_type_ids, position_ids, word, position, token_type, weight, bias, eps, out):
+    # [B, T], [B, T], [B, T], [V, H], [P, H], [Y, H], [H], [H], f32 -> out [B*T, H]
     B, T = input_ids.shape
     H = word.shape[1]
     for r in prange(B * T):
         b = r // T
-        t = r % T  # position id: 0 .. T-1, as transformers' default position_ids
+        t = r % T
         w = input_ids[b, t]
         y = token_type_ids[b, t]
+        p = position_ids[b, t]
         row = out[r]
         for j in range(H):
-            row[j] = word[w, j] + token_type[y, j] + position[t, j]  # same order of additions as transformers
+            row[j] = word[w, j] + token_type[y, j] + position[p, j]  # same order of additions as transformers
         normalize_row_(row, weight, bias, eps)
 
 
 def embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias,
-               eps):  # [B, T], [B, T], [V, H], [P, H], [Y, H] -> [B, T, H]
+               eps, position_ids=None):  # [B, T], [B, T], [V, H], [P, H], [Y, H] -> [B, T, H]
+    # position_ids None: 0 .. T-1, as transformers' default position_ids. token_type None (a
+    # model without token types): a zero row is added instead, which changes no float (x + 0 == x).
     B, T = input_ids.shape
     H = word.shape[1]
+    if position_ids is None:
+        position_ids = np.arange(T)[None, :]  # [1, T]
+    if token_type is None:
+        token_type, token_type_ids = np.zeros((1, H), f32), np.zeros((B, T), np.int64)
     out = np.empty((B, T, H), f32)
     _embed_rows(np.ascontiguousarray(input_ids, dtype=np.int64), np.ascontiguousarray(token_type_ids, dtype=np.int64),
+                np.ascontiguousarray(np.broadcast_to(position_ids, (B, T)), dtype=np.int64),
                 word, position, token_type, ln_weight, ln_bias, f32(eps), out.reshape(B * T, H))
     return out

@@ -2,10 +2,12 @@
 
 `numbert.modeling` is written once against this interface:
 
-    embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps, record)
+    embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps, record,
+               position_ids=None)            # token_type None: a family without token types
     attention_mask_bias(attention_mask)
     qkv(x, query, key, value, record)        # three nn.Linear nodes of the weight tree -> q, k, v
-    attention(q, k, v, mask_bias, num_heads, output_attentions, record)
+    attention(q, k, v, mask_bias, num_heads, output_attentions, record,
+              position_bias=None)            # MPNet's [1, nh, T, T] relative position bias
     linear(x, weight, bias)
     linear_act(x, weight, bias, act, record)  # act: a function name of numbert.config.ACTIVATIONS
     add_layer_norm(x, residual, weight, bias, eps)
@@ -71,13 +73,19 @@ class NumbaOps:
         self._stacked = {id(q): (q, k, v, _stack(q, k, v)) for q, k, v in _qkv_triples(weights)}
 
     def embeddings(self, input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps,
-                   record=NO_RECORD):  # [B, T] x2, tables -> [B, T, H]
-        return self.kernels.embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps)
+                   record=NO_RECORD, position_ids=None):  # [B, T] x2, tables -> [B, T, H]
+        return self.kernels.embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps,
+                                       position_ids)
 
     def linear_act(self, x, weight, bias, act, record=NO_RECORD):  # [..., in] -> [..., out]
         return self.kernels.linear_act(x, weight, bias, act)
 
-    def attention(self, q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD):
+    def attention(self, q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD,
+                  position_bias=None):
+        if position_bias is not None:
+            # The attention kernel takes a bias per key only; MPNet's bias differs per (head, query,
+            # key), so it runs the NumPy reference, which adds it where transformers does.
+            return layers.attention(q, k, v, mask_bias, num_heads, output_attentions, position_bias=position_bias)
         return self.kernels.attention(q, k, v, mask_bias, num_heads, output_attentions)
 
     def qkv(self, x, query: Linear, key: Linear, value: Linear, record=NO_RECORD):  # [B, T, H] -> 3 x [B, T, H]
@@ -95,8 +103,9 @@ def _stack(query: Linear, key: Linear, value: Linear) -> Linear:  # 3 x [H, H], 
                   np.concatenate([query.bias, key.bias, value.bias]))
 
 
-# How an attention's three projections are spelled in a weight tree (BERT's BertSelfAttention).
-QKV_FIELDS = ("query", "key", "value")
+# How an attention's three projections are spelled in a weight tree: BERT's BertSelfAttention
+# (RoBERTa, ELECTRA), DistilBERT's DistilBertSelfAttention, MPNet's MPNetSelfAttention.
+QKV_FIELDS = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v"))
 
 
 def _qkv_triples(node):
@@ -106,8 +115,9 @@ def _qkv_triples(node):
             yield from _qkv_triples(child)
     elif is_dataclass(node):
         names = {f.name for f in fields(node)}
-        if names.issuperset(QKV_FIELDS) and all(isinstance(getattr(node, n), Linear) for n in QKV_FIELDS):
-            yield tuple(getattr(node, n) for n in QKV_FIELDS)
+        for spelling in QKV_FIELDS:
+            if names.issuperset(spelling) and all(isinstance(getattr(node, n), Linear) for n in spelling):
+                yield tuple(getattr(node, n) for n in spelling)
         for f in fields(node):
             yield from _qkv_triples(getattr(node, f.name))
 

@@ -116,21 +116,28 @@ def linear_act(x, weight, bias, act, record=NO_RECORD):  # [..., in], [out, in],
 
 
 def embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps,
-               record=NO_RECORD):  # [B, T], [B, T], [V, H], [P, H], [Y, H] -> [B, T, H]
+               record=NO_RECORD, position_ids=None):  # [B, T], [B, T], [V, H], [P, H], [Y, H] -> [B, T, H]
     # BertEmbeddings: a token's vector is the sum of what it is (word), where it is
     # (position) and which segment it belongs to (token type), then LayerNorm.
+    # position_ids: None numbers the tokens 0 .. T-1 (BERT); RoBERTa and MPNet pass their own.
+    # token_type None: a model without token types (DistilBERT, MPNet) sums word + position.
     B, T = input_ids.shape
-    position_ids = np.arange(T)[None, :]  # [1, T]
+    if position_ids is None:
+        position_ids = np.arange(T)[None, :]  # [1, T]
     record("position_ids", position_ids)
     record("input_ids", input_ids)
-    record("token_type_ids", token_type_ids)
+    if token_type is not None:
+        record("token_type_ids", token_type_ids)
     words = word[input_ids]  # [B, T, H]
     record("word_embeddings", words)
-    positions = position[position_ids]  # [1, T, H]
+    positions = position[position_ids]  # [1 or B, T, H]
     record("position_embeddings", positions)
-    types = token_type[token_type_ids]  # [B, T, H]
-    record("token_type_embeddings", types)
-    summed = words + types + positions  # [B, T, H]  (same order of additions as transformers)
+    if token_type is None:
+        summed = words + positions  # [B, T, H]
+    else:
+        types = token_type[token_type_ids]  # [B, T, H]
+        record("token_type_embeddings", types)
+        summed = words + types + positions  # [B, T, H]  (same order of additions as transformers)
     record("sum", summed)
     out = layer_norm(summed, ln_weight, ln_bias, eps)  # [B, T, H]
     record("LayerNorm", out)
@@ -149,9 +156,11 @@ def attention_mask_bias(attention_mask):  # [B, T] -> [B, 1, 1, T]
     return (f32(1.0) - keep) * np.finfo(f32).min  # [B, 1, 1, T]
 
 
-def attention(q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD):
+def attention(q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD, position_bias=None):
     # [B, T, H] x3, [B, 1, 1, T], int -> context [B, T, H], probs [B, nh, T, T] or None
     # Scaled dot-product attention, every head at once (eager_attention_forward).
+    # position_bias: an additive [1 or B, nh, T, T] bias on the scaled scores, before the mask
+    # (MPNet's relative position bias); None for BERT.
     B, T, H = q.shape
     nh, hs = num_heads, H // num_heads
 
@@ -170,6 +179,9 @@ def attention(q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_
     # so the softmax does not saturate for wide heads.
     scores = scores / f32(math.sqrt(hs))  # [B, nh, T, T]
     record("scores_scaled", scores)
+    if position_bias is not None:
+        scores = scores + position_bias  # [B, nh, T, T]
+        record("scores_biased", scores)
     scores = scores + mask_bias  # [B, nh, T, T]
     record("scores_masked", scores)
     probs = softmax(scores)  # [B, nh, T, T]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,9 @@ import numpy as np
 from . import hub
 from .backend import NUMPY, get_ops
 from .config import BertConfig
-from .errors import CheckpointError
-from .modeling import ModelOutput, bert_forward
+from .errors import CheckpointError, ConfigError
+from .families import Family, family_named
+from .modeling import ModelOutput
 from .threads import set_threads
 from .tokenizer import Batch, Tokenizer
 from .weights import BertWeights, load_weights
@@ -27,6 +29,7 @@ class Model:
         self.ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared
         self.path = path
         self.source = source  # where hub.resolve found the folder, for `numbert info`
+        self.family: Family = family_named(config.model_type)  # its forward pass (numbert.families)
 
     def __repr__(self):
         c = self.config
@@ -37,20 +40,23 @@ class Model:
     def tokenize(self, texts, text_pairs=None, max_length=None) -> Batch:
         if self.tokenizer is None:
             raise CheckpointError(f"{self.path}: this model was loaded without a tokenizer")
-        return self.tokenizer(texts, text_pairs, max_length)
+        batch = self.tokenizer(texts, text_pairs, max_length)
+        if not self.family.token_types:  # as the family's tokenizer, which returns no token_type_ids
+            batch = replace(batch, token_type_ids=np.zeros_like(batch.token_type_ids))
+        return batch
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                  output_hidden_states=False, output_attentions=False) -> ModelOutput:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.ops,
-                            output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.ops,
+                                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
     def forward_recorded(self, batch, record, output_attentions=False) -> ModelOutput:
         """The NumPy reference forward with a recorder: what numbert.trace runs."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(
             batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        return bert_forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, NUMPY,
-                            output_attentions=output_attentions, record=record)
+        return self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, NUMPY,
+                                   output_attentions=output_attentions, record=record)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
         """Validate and normalise the three [B, T] inputs; raise naming what is wrong."""
@@ -61,9 +67,11 @@ class Model:
         B, T = input_ids.shape
         if B == 0 or T == 0:
             raise ValueError(f"input_ids is empty (shape {[B, T]}): nothing to run")
-        if T > c.max_position_embeddings:
-            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {c.max_position_embeddings}: "
-                             "truncate the input (model.tokenize does)")
+        if T > c.max_tokens:
+            limit = (f"max_position_embeddings {c.max_position_embeddings}" if not c.position_offset else
+                     f"the {c.max_tokens} tokens that max_position_embeddings {c.max_position_embeddings} numbers "
+                     f"from {c.position_offset}")
+            raise ValueError(f"sequence length {T} exceeds {limit}: truncate the input (model.tokenize does)")
         _check_range(input_ids, "input_ids", c.vocab_size, "vocab_size")
         if attention_mask is None:
             attention_mask = np.ones((B, T), dtype=np.int64)
@@ -72,7 +80,7 @@ class Model:
             _check_shape(attention_mask, "attention_mask", (B, T))
             if not np.isin(attention_mask, (0, 1)).all():
                 raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-        if token_type_ids is None:
+        if token_type_ids is None or not self.family.token_types:  # DistilBERT, MPNet: not read at all
             token_type_ids = np.zeros((B, T), dtype=np.int64)
         else:
             token_type_ids = _int_array(token_type_ids, "token_type_ids")
@@ -122,7 +130,12 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
     resolved = hub.resolve(path, revision)  # a folder, the Hub cache, a download, or an offline package
     folder = resolved.folder
     set_threads(threads)
-    config = BertConfig.from_json(folder / "config.json")
-    weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed)
+    config = BertConfig.from_json(folder / "config.json")  # refuses a family numbert cannot run
+    family = family_named(config.model_type)
+    if num_labels is not None and family.name != "bert":
+        raise ConfigError(f"num_labels={num_labels}: a fresh classification head is built for BERT checkpoints only; "
+                          f"{folder} is a {family.name} checkpoint (load one saved as {family.head})")
+    weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed, tree=family.weights,
+                                   prefix=family.prefix)
     tokenizer = Tokenizer.from_folder(folder, config)
     return Model(config, weights, tokenizer, backend=backend, path=folder, source=resolved.source)

@@ -208,14 +208,16 @@ def iter_tensors(node, prefix=""):
 
 # Buffers that transformers saves but that are not weights (positions are recomputed).
 _IGNORED_KEYS = ("embeddings.position_ids", "embeddings.token_type_ids")
-# Heads of other BERT tasks that may sit in a checkpoint next to the encoder.
-_OTHER_HEADS = ("cls.", "qa_outputs.")
+# Heads of other tasks that may sit in a checkpoint next to the encoder: BERT's, and the
+# pre-training heads of the other families (numbert.families), which load as the base model.
+_OTHER_HEADS = ("cls.", "qa_outputs.", "lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.",
+                "discriminator_predictions.", "generator_predictions.", "generator_lm_head.")
 
 
-def canonical_key(key: str) -> str:
-    """The BertModel key for a stored key: drop `bert.`, rename legacy gamma/beta."""
-    if key.startswith("bert."):
-        key = key[len("bert."):]
+def canonical_key(key: str, prefix: str = "bert.") -> str:
+    """The base model's key for a stored key: drop the prefix (`bert.`, `roberta.` ...), rename legacy gamma/beta."""
+    if key.startswith(prefix):
+        key = key[len(prefix):]
     if ".LayerNorm." in key or key.startswith("LayerNorm."):
         key = key.replace(".gamma", ".weight").replace(".beta", ".bias")
     return key
@@ -318,15 +320,17 @@ def checkpoint_files(folder: Path) -> list[Path]:
 
 
 def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, seed=0,
-                 tree: type = BertWeights) -> tuple[BertWeights, BertConfig]:
+                 tree: type = BertWeights, prefix: str = "bert.") -> tuple[BertWeights, BertConfig]:
     """Read, check and assemble the weights of a checkpoint folder as a `tree` (a declared dataclass).
 
+    prefix: the base model's key prefix in a head checkpoint (`bert.`; a family's in numbert.families).
     Returns the weights and the config (changed only when num_labels adds a new head).
     """
     folder = Path(folder)
-    tensors, origin = read_checkpoint(folder)
+    tensors, origin = read_checkpoint(folder, prefix)
     where = ", ".join(sorted({str(p) for p in origin.values()})) or str(folder)
-    check_heads(tensors, origin, num_labels, where)
+    if tree is BertWeights:  # BERT's classifier reads the pooler; the other families' heads read the tokens
+        check_heads(tensors, origin, num_labels, where)
     new_head = num_labels is not None and not _present(tensors, "classifier")
     if new_head:  # as BertForSequenceClassification.from_pretrained on a BertModel checkpoint
         head, config = new_classifier(config, num_labels, seed)
@@ -343,13 +347,13 @@ def load_weights(folder: str | Path, config: BertConfig, *, num_labels=None, see
     return weights, config
 
 
-def read_checkpoint(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+def read_checkpoint(folder: Path, prefix: str = "bert.") -> tuple[dict[str, np.ndarray], dict[str, Path]]:
     """Every tensor of the folder's safetensors files under its canonical key, and the file it came from."""
     tensors: dict[str, np.ndarray] = {}
     origin: dict[str, Path] = {}
     for path in checkpoint_files(folder):
         for key, array in read_safetensors(path).items():
-            key = canonical_key(key)
+            key = canonical_key(key, prefix)
             tensors[key] = array
             origin[key] = path
     return tensors, origin

@@ -434,7 +434,7 @@ def test_unreadable_config(base, tmp_path, text, reason):
 
 
 @pytest.mark.parametrize("change, reason", [
-    ({"model_type": "roberta"}, r"model_type is 'roberta'; numbert runs BERT checkpoints"),
+    ({"model_type": "albert"}, r"model_type is 'albert'; numbert runs bert, distilbert, roberta"),
     ({"position_embedding_type": "relative_key"}, r"position_embedding_type is 'relative_key'.*only 'absolute'"),
     ({"hidden_size": 30}, "hidden_size 30 is not divisible by num_attention_heads 4"),
     ({"hidden_act": "swish"}, r"hidden_act 'swish' is not supported \(supported: gelu, gelu_new"),

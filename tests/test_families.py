@@ -1,0 +1,290 @@
+"""The BERT family against transformers: DistilBERT, RoBERTa, XLM-RoBERTa, ELECTRA, MPNet.
+
+For each family, on two tiny random configurations (tests/families.py): the tokenizer against
+AutoTokenizer, the base model and the sequence-classification head against transformers (fp32,
+eager) on both backends, classify against pipeline("text-classification"), embed against
+sentence-transformers (MPNet, XLM-R), the CLI without torch, and the refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import numbert
+from numbert.errors import CheckpointError, ConfigError
+
+from conftest import CORPUS, max_diff_at_tokens
+from families import (CONFIGS, FAMILIES, MAX_TOKENS, add_sentence_transformers_files, build_family_checkpoint,
+                      family_torch_model)
+from test_tokenizer import PAIRS as TOK_PAIRS
+from test_tokenizer import TEXTS as TOK_TEXTS
+
+TOL = 1e-5
+BACKENDS = ("numpy", "numba")
+
+# A padded batch: lengths from 3 tokens to the 64-token limit, accents, CJK, emoji, an empty text.
+TEXTS = [
+    "I love cats!",
+    "Café au lait, naïve résumé, Ångström, jalapeño.",
+    "",
+    "東京は日本の首都です。 北京欢迎你 🙂",
+    " ".join(CORPUS[:12]),  # past 64 tokens: truncated
+    "x",
+]
+PAIRS = ["He hates pineapple pizza.", "a", "Beautiful is better than ugly.", "", "Readability counts.",
+         " ".join(CORPUS[12:16])]
+
+
+@pytest.fixture(scope="module")
+def family_factory(tmp_path_factory):
+    """build_family_checkpoint(family, config, **kwargs), cached for the module."""
+    cache = {}
+
+    def make(family, config=0, **kwargs):
+        key = json.dumps([family, config, kwargs], sort_keys=True, default=str)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{family}-{config}")
+            cache[key] = build_family_checkpoint(folder, family, config, **kwargs)
+        return cache[key]
+
+    return make
+
+
+def auto_tokenizer(folder):
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(str(folder))
+
+
+# ------------------------------------------------------------------- tokenizers
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("pairs", [False, True], ids=["single", "pairs"])
+def test_tokenizer_matches_auto_tokenizer(family_factory, family, pairs):
+    """Accents, CJK, emoji, whitespace runs, control characters, long texts truncated, pairs."""
+    folder = family_factory(family)
+    model = numbert.load(folder, backend="numpy")
+    theirs = auto_tokenizer(folder)
+    second = TOK_PAIRS if pairs else None
+    for max_length in (None, 12):
+        ours = model.tokenize(TOK_TEXTS, second, max_length=max_length)
+        expected = theirs(TOK_TEXTS, second, padding=True, truncation=True, max_length=max_length)
+        assert ours.input_ids.shape[1] <= (max_length or MAX_TOKENS)
+        for key in expected:  # RoBERTa-style tokenizers return no token_type_ids
+            a, b = ours[key], np.asarray(expected[key])
+            assert a.shape == b.shape, f"{family} {key} max_length={max_length}: {a.shape} vs {b.shape}"
+            bad = np.argwhere(a != b)
+            assert not len(bad), f"{family} {key} max_length={max_length} differs first at {bad[0].tolist()}"
+    if "token_type_ids" not in expected:  # the model reads one segment: all zeros
+        assert not model.tokenize(TOK_TEXTS, second).token_type_ids.any()
+
+
+def test_roberta_pair_format(family_factory):
+    ours = numbert.load(family_factory("roberta"), backend="numpy").tokenize(["I love cats"], ["pizza"])
+    tokens = ours.tokens[0]
+    assert tokens[0] == "<s>" and tokens[-1] == "</s>"
+    assert tokens.count("</s>") == 3 and "</s></s>" in "".join(tokens)  # <s> A </s></s> B </s>
+
+
+# ------------------------------------------------------------------- the forward pass against transformers
+
+def torch_outputs(folder, texts, pairs):
+    import torch
+
+    enc = auto_tokenizer(folder)(texts, pairs, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        out = family_torch_model(folder)(**enc, output_hidden_states=True)
+    return enc, out
+
+
+def checkpoint_has(folder, prefix):
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
+        return any(k.split(".", 1)[-1].startswith(prefix) or k.startswith(prefix) for k in f.keys())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("config", [0, 1])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_base_model_matches_transformers(family_factory, family, config, backend):
+    folder = family_factory(family, config)
+    model = numbert.load(folder, backend=backend)
+    assert model.config.model_type == family
+    enc, theirs = torch_outputs(folder, TEXTS, PAIRS)
+    batch = model.tokenize(TEXTS, PAIRS)
+    np.testing.assert_array_equal(batch.input_ids, enc["input_ids"].numpy())
+    ours = model(**batch, output_hidden_states=True)
+    mask = batch.attention_mask
+    assert ours.last_hidden_state.dtype == np.float32
+    diffs = {"last_hidden_state": max_diff_at_tokens(ours.last_hidden_state, theirs.last_hidden_state.numpy(), mask)}
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == model.config.num_hidden_layers + 1
+    for i, (a, b) in enumerate(zip(ours.hidden_states, theirs.hidden_states)):
+        diffs[f"hidden_states[{i}]"] = max_diff_at_tokens(a, b.numpy(), mask)
+    has_pooler = checkpoint_has(folder, "pooler.")
+    assert (ours.pooler_output is not None) == has_pooler
+    if has_pooler:
+        diffs["pooler_output"] = float(np.abs(ours.pooler_output - theirs.pooler_output.numpy()).max())
+    print(family, config, backend, {k: f"{v:.1e}" for k, v in diffs.items()})
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= TOL, f"{worst} differs by {diffs[worst]:.2e} (first: {next(k for k, v in diffs.items() if v > TOL)})"
+    assert np.isfinite(ours.last_hidden_state).all()  # padded positions too
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("config", [0, 1])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_classification_head_matches_transformers(family_factory, family, config, backend):
+    folder = family_factory(family, config, num_labels=3, seed=config + 1)
+    model = numbert.load(folder, backend=backend)
+    enc, theirs = torch_outputs(folder, TEXTS, PAIRS)
+    batch = model.tokenize(TEXTS, PAIRS)
+    ours = model(**batch)
+    assert ours.logits.shape == (len(TEXTS), 3) and ours.logits.dtype == np.float32
+    diff = float(np.abs(ours.logits - theirs.logits.numpy()).max())
+    hidden = max_diff_at_tokens(ours.last_hidden_state, theirs.hidden_states[-1].numpy(), batch.attention_mask)
+    print(family, config, backend, f"logits {diff:.1e}, last_hidden_state {hidden:.1e}")
+    assert hidden <= TOL and diff <= TOL, (hidden, diff)
+    assert np.abs(theirs.logits.numpy()).max() > 0.1  # the head is not a near-zero function
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padding_does_not_change_real_tokens(family_factory, family):
+    """Each text alone equals the same text in a padded batch (RoBERTa's position ids count real tokens)."""
+    model = numbert.load(family_factory(family), backend="numpy")
+    together = model(**model.tokenize(TEXTS)).last_hidden_state
+    for i, text in enumerate(TEXTS):
+        alone = model(**model.tokenize([text])).last_hidden_state[0]
+        n = alone.shape[0]
+        assert np.abs(alone - together[i, :n]).max() <= TOL, f"texts[{i}]"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fp16_sharded_checkpoint(family_factory, family, tmp_path):
+    """An fp16 checkpoint in shards reads as transformers reads it (upcast to fp32)."""
+    import torch
+
+    folder = build_family_checkpoint(tmp_path / family, family, 0, num_labels=2, torch_dtype=torch.float16,
+                                     max_shard_size="20KB")
+    assert (folder / "model.safetensors.index.json").is_file()
+    enc, theirs = torch_outputs(folder, TEXTS[:3], None)
+    ours = numbert.load(folder, backend="numpy")(**numbert.load(folder, backend="numpy").tokenize(TEXTS[:3]))
+    assert np.abs(ours.logits - theirs.logits.numpy()).max() <= TOL
+
+
+# ------------------------------------------------------------------- classify, embed
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_classify_matches_pipeline(family_factory, family):
+    import transformers
+
+    folder = family_factory(family, 0, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, seed=7)
+    pipe = transformers.pipeline("text-classification", model=str(folder), device="cpu",
+                                 model_kwargs={"attn_implementation": "eager"})
+    theirs = pipe(TEXTS, truncation=True, top_k=None)
+    for backend in BACKENDS:
+        ours = numbert.classify(TEXTS, numbert.load(folder, backend=backend), top_k=None, batch_size=4)
+        assert len(ours) == len(theirs)
+        for i, (o, t) in enumerate(zip(ours, theirs)):
+            assert [d["label"] for d in o] == [d["label"] for d in t], (family, backend, i, o, t)
+            diff = max(abs(a["score"] - b["score"]) for a, b in zip(o, t))
+            assert diff <= TOL, (family, backend, i, diff)
+
+
+@pytest.mark.parametrize("family", ["mpnet", "xlm-roberta"])
+def test_embed_matches_sentence_transformers(family_factory, family, tmp_path):
+    st = pytest.importorskip("sentence_transformers")
+    folder = tmp_path / f"st-{family}"
+    shutil.copytree(family_factory(family, 0), folder)
+    add_sentence_transformers_files(folder, CONFIGS[family][0]["hidden_size"], max_seq_length=24)
+    texts = TEXTS + [CORPUS[3], CORPUS[4]]
+    expected = st.SentenceTransformer(str(folder), device="cpu").encode(texts)  # mean pooled, normalized
+    for backend in BACKENDS:
+        ours = numbert.embed(texts, numbert.load(folder, backend=backend), batch_size=3)
+        assert ours.shape == expected.shape
+        diff = np.abs(ours - expected).max()
+        print(family, backend, f"embed {diff:.1e}")
+        assert diff <= TOL, f"{family} {backend}: {diff:.2e}"
+
+
+# ------------------------------------------------------------------- the CLI without torch
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_classify_without_torch(family_factory, family, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from test_cli import NO_TORCH
+
+    folder = family_factory(family, 0, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, seed=7)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", NUMBERT_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, "classify", "--model", str(folder), "--json", *TEXTS[:2]],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    expected = numbert.classify(TEXTS[:2], folder)
+    assert [row["labels"][0]["label"] for row in rows] == [e["label"] for e in expected]
+
+
+# ------------------------------------------------------------------- refusals
+
+def write_config(folder, **changes):
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("model_type", ["albert", "deberta-v2", "camembert"])
+def test_unknown_family_is_refused_by_name(family_factory, tmp_path, model_type):
+    folder = tmp_path / "other"
+    shutil.copytree(family_factory("roberta"), folder)
+    write_config(folder, model_type=model_type)
+    with pytest.raises(ConfigError, match=f"model_type is '{model_type}'.*distilbert"):
+        numbert.load(folder)
+
+
+@pytest.mark.parametrize("family, architecture", [
+    ("roberta", "RobertaForMaskedLM"),
+    ("distilbert", "DistilBertForQuestionAnswering"),
+    ("electra", "ElectraForTokenClassification"),
+    ("mpnet", "MPNetForMultipleChoice"),
+])
+def test_unsupported_head_is_refused_by_name(family_factory, tmp_path, family, architecture):
+    folder = tmp_path / "head"
+    shutil.copytree(family_factory(family, 0, num_labels=2), folder)
+    write_config(folder, architectures=[architecture])
+    with pytest.raises(ConfigError, match=architecture):
+        numbert.load(folder)
+
+
+@pytest.mark.parametrize("family, changes, match", [
+    ("roberta", dict(position_embedding_type="relative_key"), "position_embedding_type"),
+    ("electra", dict(position_embedding_type="relative_key_query"), "position_embedding_type"),
+    ("roberta", dict(is_decoder=True), "decoder"),
+    ("distilbert", dict(activation="swish"), "swish"),
+])
+def test_unsupported_options_are_refused(family_factory, tmp_path, family, changes, match):
+    folder = tmp_path / "opt"
+    shutil.copytree(family_factory(family), folder)
+    write_config(folder, **changes)
+    with pytest.raises(ConfigError, match=match):
+        numbert.load(folder)
+
+
+def test_missing_family_tensor_is_named(family_factory, tmp_path):
+    """A checkpoint without MPNet's position bias table is refused, naming the key."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "mpnet"
+    shutil.copytree(family_factory("mpnet"), folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors["encoder.relative_attention_bias.weight"]
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="encoder.relative_attention_bias.weight"):
+        numbert.load(folder)
