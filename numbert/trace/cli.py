@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..hub import DEFAULT_MODEL
+from .run import trace
 
 EPILOG = f"""\
 examples:
@@ -49,8 +50,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """The verb. A model that cannot be found or read (exit 1) and bad input (exit 2) raise to numbert.cli.main."""
-    from .run import trace
-
     try:
         t = trace(args.texts, args.model, text_pair=args.pair, layers=args.layers,
                   check="torch" if args.check_torch else None, max_length=args.max_length,

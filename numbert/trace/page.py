@@ -154,7 +154,8 @@ def svg_flow(trace: Recording) -> str:
         s = by_id[a]
         path, lx, ly, anchor = edge_route(s, by_id[b], a in fan_out, b in fan_in)
         parts.append(f'<path d="{path}" class="edge" marker-end="url(#arr)"/>')
-        labels.append(f'<text x="{lx}" y="{ly}" text-anchor="{anchor}" class="shape">{esc(shape.get(s.step, ""))}</text>')
+        label = esc(shape.get(s.step, ""))
+        labels.append(f'<text x="{lx}" y="{ly}" text-anchor="{anchor}" class="shape">{label}</text>')
     for (a, b), lane in zip(RESIDUALS, (LANE_L, LANE_R)):
         if a in by_id and b in by_id:
             path, label = svg_residual(by_id[a], by_id[b], lane, shape.get(by_id[a].step, ""))
@@ -252,6 +253,24 @@ def tokens_section(trace: Recording) -> str:
     return "".join(out)
 
 
+def step_row(trace: Recording, s) -> str:
+    """One row of the steps table: title, name, shape, statistics at real tokens, and the diff when checked."""
+    keep = token_mask(s.layout, s.shape, trace.batch.attention_mask)
+    a = s.array[keep].astype(np.float64) if keep.shape == s.array.shape else s.array.astype(np.float64).ravel()
+    stats = "".join(f"<td class=num>{v + 0.0:.4g}</td>" for v in (a.min(), a.max(), a.mean(), a.std())) if a.size \
+        else "<td></td>" * 4
+    diff = ""
+    if trace.check:
+        c = trace.check.steps.get(s.name)
+        if c is None or c.max_abs_diff is None:
+            diff = "<td>-</td>"
+        else:
+            diff = f'<td class="num {"ok" if c.ok else "bad"}">{c.max_abs_diff:.1e}</td>'
+    return (f'<tr><td>{esc(s.title)}</td><td><code>{esc(s.key)}</code></td>'
+            f'<td class=num>{esc(fmt_shape(s.shape))} <span class="lay">{esc(s.layout or "")}</span></td>'
+            f'{stats}{diff}</tr>')
+
+
 def steps_section(trace: Recording) -> str:
     ch = trace.check
     head = "<th>diff vs torch</th>" if ch else ""
@@ -269,22 +288,8 @@ def steps_section(trace: Recording) -> str:
             layer = s.layer
             if layer is not None:
                 out.append(f'<tr class="sep"><td colspan="{8 if ch else 7}">BERT LAYER {layer + 1}</td></tr>')
-        if layer is not None and shown is not None and layer + 1 not in shown:
-            continue
-        keep = token_mask(s.layout, s.shape, trace.batch.attention_mask)
-        a = s.array[keep].astype(np.float64) if keep.shape == s.array.shape else s.array.astype(np.float64).ravel()
-        stats = "".join(f"<td class=num>{v + 0.0:.4g}</td>" for v in (a.min(), a.max(), a.mean(), a.std())) if a.size \
-            else "<td></td>" * 4
-        diff = ""
-        if ch:
-            c = ch.steps.get(s.name)
-            if c is None or c.max_abs_diff is None:
-                diff = "<td>-</td>"
-            else:
-                diff = f'<td class="num {"ok" if c.ok else "bad"}">{c.max_abs_diff:.1e}</td>'
-        out.append(f'<tr><td>{esc(s.title)}</td><td><code>{esc(s.key)}</code></td>'
-                   f'<td class=num>{esc(fmt_shape(s.shape))} <span class="lay">{esc(s.layout or "")}</span></td>'
-                   f'{stats}{diff}</tr>')
+        if layer is None or shown is None or layer + 1 in shown:
+            out.append(step_row(trace, s))
     out.append("</tbody></table></section>")
     return "".join(out)
 

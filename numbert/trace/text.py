@@ -82,49 +82,60 @@ def detail_lines(step, mask, values: bool, stats: bool) -> list[str]:
     return out
 
 
+def layer_rule(layer: int | None, layers: list[int] | None) -> list[str]:
+    """The "---- BERT LAYER n ----" line that opens an encoder layer; "..." under it when it is not shown."""
+    if layer is None:
+        return []
+    lines = [f"{RULE} BERT LAYER {layer + 1} {RULE}   encoder.layer.{layer}"]
+    if layers is not None and layer + 1 not in layers:
+        lines.append("  ...")
+    return lines
+
+
+def module_lines(trace: Recording, module: str, hidden, layer: int | None, blank: str) -> list[str]:
+    """The line that opens a transformers module, then the Hidden States it reads (the walkthrough's input line)."""
+    c = trace.config
+    extra = ""
+    if module == "BertSelfAttention":
+        extra = f"   Attention Head Size: {c.head_size}   Combined Attentions Head Size: {c.hidden_size}"
+    lines = [f"{module}{extra}"]
+    if hidden is not None and module not in ("BertEmbeddings", "BertModel"):
+        label = "Pooled Output" if module == "Classifier" else "Hidden States"
+        source = hidden.key if hidden.layer is not None and hidden.layer == layer else hidden.name
+        lines.append(step_line(label, fmt_shape(hidden.shape), hidden.layout or "", blank + f"(input: {source})"))
+    return lines
+
+
+def step_lines(trace: Recording, step, info: StepInfo, values: bool, stats: bool, blank: str) -> list[str]:
+    """One step's line, its details, and the dropout the walkthrough shows around it."""
+    lines = []
+    if info.dropout_before:
+        lines.append(step_line(info.dropout_before, "", "", blank + "identity at inference"))
+    name = step.key if step.layer is not None else step.name
+    lines.append(step_line(step.title, fmt_shape(step.shape), step.layout or "", name, *diff_cells(trace, step.name)))
+    if values or stats:
+        mask = token_mask(step.layout, step.shape, trace.batch.attention_mask)
+        lines.extend(detail_lines(step, mask, values, stats))
+    if info.dropout_after:
+        lines.append(step_line(info.dropout_after, "", "", blank + "identity at inference"))
+    return lines
+
+
 def render(trace: Recording, layers: list[int] | None, values: bool = False, stats: bool = False) -> str:
     lines = header(trace)
-    c = trace.config
-    module = None
-    layer = None
+    module = layer = None
     hidden = None  # the step whose output the next module reads
     blank = " " * 17 if trace.check is not None else ""  # keeps the name column aligned under a check
-    for i, step in enumerate(trace.steps):
-        key = step.key
-        info = CATALOGUE.get(key, UNKNOWN)
+    for step in trace.steps:
+        info = CATALOGUE.get(step.key, UNKNOWN)
         if step.layer != layer:
-            layer = step.layer
-            module = None
-            if layer is not None:
-                lines.append(f"{RULE} BERT LAYER {layer + 1} {RULE}   encoder.layer.{layer}")
-                if layers is not None and layer + 1 not in layers:
-                    lines.append("  ...")
-        shown = layer is None or layers is None or layer + 1 in layers
-        if not shown:
-            if info.hidden:
-                hidden = step
-            continue
-        if step.module != module:
-            module = step.module
-            extra = ""
-            if module == "BertSelfAttention":
-                extra = f"   Attention Head Size: {c.head_size}   Combined Attentions Head Size: {c.hidden_size}"
-            lines.append(f"{module}{extra}")
-            if hidden is not None and module not in ("BertEmbeddings", "BertModel"):
-                label = "Pooled Output" if module == "Classifier" else "Hidden States"
-                source = hidden.key if hidden.layer is not None and hidden.layer == layer else hidden.name
-                lines.append(step_line(label, fmt_shape(hidden.shape), hidden.layout or "",
-                                       blank + f"(input: {source})"))
-        if info.dropout_before:
-            lines.append(step_line(info.dropout_before, "", "", blank + "identity at inference"))
-        name = key if layer is not None else step.name
-        lines.append(step_line(step.title, fmt_shape(step.shape), step.layout or "", name,
-                               *diff_cells(trace, step.name)))
-        if values or stats:
-            lines.extend(detail_lines(step, token_mask(step.layout, step.shape, trace.batch.attention_mask),
-                                      values, stats))
-        if info.dropout_after:
-            lines.append(step_line(info.dropout_after, "", "", blank + "identity at inference"))
+            layer, module = step.layer, None
+            lines.extend(layer_rule(layer, layers))
+        if layer is None or layers is None or layer + 1 in layers:
+            if step.module != module:
+                module = step.module
+                lines.extend(module_lines(trace, module, hidden, layer, blank))
+            lines.extend(step_lines(trace, step, info, values, stats, blank))
         if info.hidden:
             hidden = step
     if trace.check is not None:
