@@ -333,3 +333,4 @@ def test_catalogue_entries_refer_to_entries():
         if s.twin.kind == "op":  # recomputed in torch from its inputs
             assert s.inputs and s.twin.op, s.key
     assert all(a in CATALOGUE and b in CATALOGUE for a, b in RESIDUALS)
+    assert [s.axes.split()[-2:] for s in STEPS if s.heatmap] == [["T", "T"]]  # one step drawn as heatmaps

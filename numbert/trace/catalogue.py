@@ -54,6 +54,7 @@ class StepInfo(NamedTuple):
     inputs: tuple[str, ...] = ()  # the steps it is computed from: the arrows into its box, a Twin op's operands
     twin: Twin = Twin()
     hidden: bool = False  # its output is the "Hidden States" the next module reads
+    heatmap: bool = False  # the page draws it as heatmaps, per layer and head, tokens on both axes [.., T, T]
     dropout_before: str | None = None  # the walkthrough's dropout just before this step (identity here)
     dropout_after: str | None = None  # ... and just after it
 
@@ -110,7 +111,7 @@ LAYER_STEPS = (
              ("attention.self.scores_scaled", "extended_attention_mask"), Twin("op", op="add")),
     StepInfo("attention.self.probs", "Attention Probabilities Softmax Layer", "B nh T T",
              Box(1, _R + 6, "Softmax: probabilities", "head"), ("attention.self.scores_masked",),
-             Twin("output", _SELF, index=1), dropout_after="Attention Probabilities Dropout Layer"),
+             Twin("output", _SELF, index=1), heatmap=True, dropout_after="Attention Probabilities Dropout Layer"),
     StepInfo("attention.self.context", "Context", "B nh T hs", Box(1, _R + 7, "Context  P · V"),
              ("attention.self.probs", "attention.self.value_heads"), Twin("op", op="matmul")),
     StepInfo("attention.self.context_permuted", "Context Permute", "B T nh hs", Box(1, _R + 8, "Context Permute"),

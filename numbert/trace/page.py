@@ -169,6 +169,8 @@ def svg_flow(trace: Recording) -> str:
 
 # ---------------------------------------------------------------- attention heatmaps
 
+HEATMAP = next(s.key for s in STEPS if s.heatmap)  # the attention probabilities
+
 
 def svg_heatmap(probs: np.ndarray, tokens: list[str], title: str) -> str:
     """probs [T, T] (query rows, key columns) with the tokens on both axes."""
@@ -202,7 +204,7 @@ def attention_section(trace: Recording) -> str:
     L, nh = trace.config.num_hidden_layers, trace.config.num_attention_heads
     mask = trace.batch.attention_mask.astype(bool)
     out = ['<section id="attention"><h2>Attention, layer by layer and head by head</h2>',
-           '<p class="note">Each square is one head\'s <code>attention.self.probs</code>: row = the token '
+           f'<p class="note">Each square is one head\'s <code>{HEATMAP}</code>: row = the token '
            'that looks (query), column = the token looked at (key); darker = more attention. Each row sums to 1. '
            'Padding is left out.</p>']
     shown = trace.layers or list(range(1, L + 1))
@@ -218,7 +220,7 @@ def attention_section(trace: Recording) -> str:
         tokens = [trace.tokens[b][t] for t in keep] if trace.tokens else [str(t) for t in keep]
         out.append(f'<div class="pane" id="attention-text-{b}">')
         for layer in shown:
-            probs = trace[f"encoder.layer.{layer - 1}.attention.self.probs"][b]  # [nh, T, T]
+            probs = trace[full_name(HEATMAP, layer - 1)][b]  # [nh, T, T]
             out.append(f'<div class="attn-layer" id="attention-{b}-layer-{layer}"><h4>BERT LAYER {layer}</h4>'
                        '<div class="heads">')
             for h in range(nh):
