@@ -39,6 +39,7 @@ class BertConfig:
     label2id: dict[str, int] = field(default_factory=dict)
     problem_type: str | None = None  # single_label_classification / multi_label_classification / regression
     architectures: tuple[str, ...] = ()
+    tie_word_embeddings: bool = True  # a masked-LM decoder reuses the word embedding table (numbert.heads)
     model_type: str = "bert"  # which family of numbert.families runs it
     embedding_size: int | None = None  # ELECTRA: width of the embeddings before embeddings_project
     position_offset: int = 0  # RoBERTa, MPNet: position ids start here (pad id + 1), not at 0
