@@ -11,6 +11,7 @@
     linear(x, weight, bias)
     linear_act(x, weight, bias, act, record)  # act: a function name of numbert.config.ACTIVATIONS
     add_layer_norm(x, residual, weight, bias, eps)
+    layer_norm(x, weight, bias, eps)           # without a residual: the masked-LM head (numbert.heads)
 
 - NumpyOps: numbert.layers as it is, on the checkpoint's layout: the reference, and the
   only backend that records intermediate tensors (the trace runs it).
@@ -68,6 +69,7 @@ class NumbaOps:
         self.attention_mask_bias = kernels.attention_mask_bias
         self.linear = kernels.linear
         self.add_layer_norm = kernels.add_layer_norm
+        self.layer_norm = kernels.layer_norm  # a head's LayerNorm with no residual (numbert.heads)
         # id(query) -> (query, key, value, stacked Linear [3H, H]); the nodes are kept so that
         # an id is never reused while the entry lives
         self._stacked = {id(q): (q, k, v, _stack(q, k, v)) for q, k, v in _qkv_triples(weights)}

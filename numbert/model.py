@@ -12,6 +12,7 @@ from .backend import NUMPY, get_ops
 from .config import BertConfig
 from .errors import CheckpointError, ConfigError
 from .families import Family, family_named
+from .heads import Head, head_for, load_with_head
 from .modeling import ModelOutput
 from .threads import set_threads
 from .tokenizer import Batch, Tokenizer
@@ -21,9 +22,15 @@ class Model:
     """A loaded BERT checkpoint. Call it like a transformers model: `model(**model.tokenize(texts))`."""
 
     def __init__(self, config: BertConfig, weights: BertWeights, tokenizer: Tokenizer | None,
-                 backend: str = "numba", path: Path | None = None, source: str = "local folder"):
+                 backend: str = "numba", path: Path | None = None, source: str = "local folder",
+                 head: Head | None = None, head_weights=None):
         self.config = config
         self.weights = weights  # the checkpoint's tree, as loaded
+        # a task head on the encoder's output (token classification, question answering, masked LM;
+        # numbert.heads) and its own weight tree; None: the base model, or sequence classification
+        # (which the family's forward runs on the pooled / first token)
+        self.head = head
+        self.head_weights = head_weights
         self.tokenizer = tokenizer
         self.backend = backend
         self.ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared
@@ -34,6 +41,9 @@ class Model:
     def __repr__(self):
         c = self.config
         head = f", {c.num_labels} labels" if self.weights.classifier is not None else ""
+        if self.head is not None:
+            head = f", {self.head.task} head" + (f" ({c.num_labels} labels)" if self.head.task == "token-classification"
+                                                 else "")
         return (f"Model({str(self.path)!r}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
                 f"{c.num_attention_heads} heads{head}, backend={self.backend!r})")
 
@@ -48,15 +58,17 @@ class Model:
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                  output_hidden_states=False, output_attentions=False) -> ModelOutput:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        return self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.ops,
-                                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        out = self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.ops,
+                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        return out if self.head is None else self.head.apply(self.head_weights, out, self, self.ops)
 
     def forward_recorded(self, batch, record, output_attentions=False) -> ModelOutput:
         """The NumPy reference forward with a recorder: what numbert.trace runs."""
         input_ids, attention_mask, token_type_ids = self.check_inputs(
             batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        return self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, NUMPY,
-                                   output_attentions=output_attentions, record=record)
+        out = self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, NUMPY,
+                                  output_attentions=output_attentions, record=record)
+        return out if self.head is None else self.head.apply(self.head_weights, out, self, NUMPY, record)
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
         """Validate and normalise the three [B, T] inputs; raise naming what is wrong."""
@@ -135,7 +147,16 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
     if num_labels is not None and family.name != "bert":
         raise ConfigError(f"num_labels={num_labels}: a fresh classification head is built for BERT checkpoints only; "
                           f"{folder} is a {family.name} checkpoint (load one saved as {family.head})")
-    weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed, tree=family.weights,
-                                   prefix=family.prefix)
+    head = head_for(config.architectures, family.name)  # token classification, QA, masked LM (numbert.heads)
+    if head is None:
+        weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed, tree=family.weights,
+                                       prefix=family.prefix)
+        head_weights = None
+    else:
+        if num_labels is not None:
+            raise ConfigError(f"num_labels={num_labels} adds a sequence-classification head, but {folder} is a "
+                              f"{', '.join(config.architectures)} checkpoint with its own {head.task} head")
+        weights, head_weights = load_with_head(folder, config, head, tree=family.weights, prefix=family.prefix)
     tokenizer = Tokenizer.from_folder(folder, config)
-    return Model(config, weights, tokenizer, backend=backend, path=folder, source=resolved.source)
+    return Model(config, weights, tokenizer, backend=backend, path=folder, source=resolved.source, head=head,
+                 head_weights=head_weights)
