@@ -228,7 +228,8 @@ def test_cli_classify_without_torch(family_factory, family, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     expected = numbert.classify(TEXTS[:2], folder)
-    assert [row["labels"][0]["label"] for row in rows] == [e["label"] for e in expected]
+    assert [row["label"] for row in rows] == [e["label"] for e in expected]
+    np.testing.assert_allclose([row["score"] for row in rows], [e["score"] for e in expected], atol=1e-6)
 
 
 # ------------------------------------------------------------------- refusals
@@ -250,7 +251,7 @@ def test_unknown_family_is_refused_by_name(family_factory, tmp_path, model_type)
 
 
 @pytest.mark.parametrize("family, architecture", [
-    ("roberta", "RobertaForMaskedLM"),
+    ("roberta", "RobertaForTokenClassification"),
     ("distilbert", "DistilBertForQuestionAnswering"),
     ("electra", "ElectraForTokenClassification"),
     ("mpnet", "MPNetForMultipleChoice"),
@@ -261,6 +262,42 @@ def test_unsupported_head_is_refused_by_name(family_factory, tmp_path, family, a
     write_config(folder, architectures=[architecture])
     with pytest.raises(ConfigError, match=architecture):
         numbert.load(folder)
+
+
+@pytest.mark.parametrize("family, cls", [
+    ("roberta", "RobertaForMaskedLM"),
+    ("xlm-roberta", "XLMRobertaForMaskedLM"),
+    ("distilbert", "DistilBertForMaskedLM"),
+    ("electra", "ElectraForPreTraining"),  # the discriminator
+    ("mpnet", "MPNetForMaskedLM"),
+])
+def test_pretraining_checkpoint_loads_as_the_base_model(tmp_path, family, cls):
+    """roberta-base, electra-base-discriminator ... are saved with a pre-training head: run their encoder."""
+    import warnings
+
+    import torch
+    import transformers
+
+    from families import _config, build_family_tokenizer
+
+    folder = tmp_path / family
+    cfg = _config(family, build_family_tokenizer(folder, family), dict(CONFIGS[family][0]), None, None, 0.2)
+    torch.manual_seed(0)
+    pretrained = getattr(transformers, cls)(cfg).eval()
+    pretrained.save_pretrained(str(folder), safe_serialization=True)
+    base = getattr(pretrained, pretrained.base_model_prefix)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the pre-training head is ignored quietly, as BERT's cls.* is
+        model = numbert.load(folder, backend="numpy")
+    assert model.weights.classifier is None
+    batch = model.tokenize(TEXTS, PAIRS)
+    inputs = {k: torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask")}
+    if family == "electra":  # the one family here whose segment B reads token type 1
+        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
+    with torch.no_grad():
+        expected = base(**inputs).last_hidden_state.numpy()
+    ours = model(**batch).last_hidden_state
+    assert max_diff_at_tokens(ours, expected, batch.attention_mask) <= TOL
 
 
 @pytest.mark.parametrize("family, changes, match", [
