@@ -64,9 +64,11 @@ def family_of(d: dict, source: str = "config.json") -> Family:
     if model_type not in families:
         raise ConfigError(f"{source}: model_type is {model_type!r}; numbert runs {', '.join(families)}")
     family = families[model_type]
+    from ..heads import head_for  # token classification, QA, masked LM: numbert.heads
+
     runnable = (family.base, family.head) + (family.pretraining or ())
     for arch in d.get("architectures") or () if family.pretraining is not None else ():
-        if arch not in runnable:
+        if arch not in runnable and head_for([arch], family.name) is None:
             raise ConfigError(f"{source}: architectures lists {arch!r}; numbert runs {family.base} and "
                               f"{family.head} (a {family.name} checkpoint with another task head cannot run)")
     return family
