@@ -16,7 +16,7 @@ each family's own (BERT's is below). Sequence classification stays in the family
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -171,7 +171,6 @@ def load_with_head(folder, config, head: Head, *, tree, prefix: str = "bert."):
 
     The head's keys (classifier.*, qa_outputs.*, cls.*) build the head's tree, the remaining
     keys the base model's `tree`, each tensor read once and checked against its declared shape.
-    A masked-LM decoder saved beside tied word embeddings is dropped: transformers ties it too.
     """
     from pathlib import Path
 
@@ -183,9 +182,8 @@ def load_with_head(folder, config, head: Head, *, tree, prefix: str = "bert."):
     taken: set[str] = set()
     head_weights = W.build(head.tree, config, W.checked_take(tensors, origin, where, taken),
                            present=lambda key: W._present(tensors, key))
-    if head is HEADS["masked-lm"] and config.tie_word_embeddings and head_weights.cls.predictions.decoder is not None:
-        predictions = head_weights.cls.predictions
-        head_weights = MaskedLMHead(OnlyMLMHead(LMPredictionHead(predictions.transform, predictions.bias, None)))
+    if head is HEADS["masked-lm"]:
+        head_weights = _tie_decoder(head_weights, config, tensors, W.checked_take(tensors, origin, where, taken))
     rest = {k: v for k, v in tensors.items() if k not in taken}
     weights = W.build(tree, config, W.checked_take(rest, origin, where, taken),
                       present=lambda key: W._present(rest, key))
@@ -205,3 +203,19 @@ def require_head(model, task: str, function: str) -> None:
 
 EXAMPLES = {"token-classification": "BertForTokenClassification", "question-answering": "BertForQuestionAnswering",
             "masked-lm": "BertForMaskedLM"}
+
+
+def _tie_decoder(w: MaskedLMHead, config, tensors, take) -> MaskedLMHead:
+    """The masked-LM decoder as transformers builds it from the checkpoint.
+
+    Tied (tie_word_embeddings, the default): the decoder is the word embedding table and its
+    bias is `cls.predictions.bias`; a saved copy of either is not read. Untied: the decoder's
+    own weight, and its own bias when the checkpoint has one (transformers 5 saves
+    `cls.predictions.decoder.bias` separately then).
+    """
+    p = w.cls.predictions
+    if config.tie_word_embeddings:
+        p = replace(p, decoder=None)
+    elif "cls.predictions.decoder.bias" in tensors:
+        p = replace(p, bias=take("cls.predictions.decoder.bias", (config.vocab_size,)))
+    return replace(w, cls=replace(w.cls, predictions=p))

@@ -1,0 +1,148 @@
+"""The task heads (numbert.heads) against transformers' *ForTokenClassification,
+*ForQuestionAnswering and BertForMaskedLM: logits at every real token, both backends.
+
+Tiny random checkpoints (tests/task_models.py), padded batches of texts with accents, CJK and
+emoji, and question/context pairs; <= 1e-5 as every forward test here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import max_diff_at_tokens
+from task_models import CLASSES, TEXTS, build_task_checkpoint, oracle_model
+
+import numbert
+from numbert.errors import ConfigError
+
+TOL = 1e-5
+CONFIGS = [dict(seed=0), dict(seed=1, hidden_size=24, num_hidden_layers=3, num_attention_heads=2,
+                              intermediate_size=40, hidden_act="gelu_new")]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    cache = {}
+
+    def make(task, i=0, **extra):
+        key = (task, i, json.dumps(extra, sort_keys=True))
+        if key not in cache:
+            cache[key] = build_task_checkpoint(tmp_path_factory.mktemp(task), task, **CONFIGS[i], **extra)
+        return cache[key]
+
+    return make
+
+
+def _inputs(model, pairs=False):
+    if pairs:
+        return model.tokenize(["Who met Macron?", "首都はどこ?", "Where?"], [TEXTS[0], TEXTS[2], TEXTS[4]])
+    return model.tokenize(TEXTS)
+
+
+def _oracle(folder, task, batch):
+    with torch.no_grad():
+        return oracle_model(folder, task)(**{k: torch.from_numpy(v) for k, v in batch.items()})
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("config", [0, 1])
+def test_token_classification_logits(checkpoints, config, backend):
+    folder = checkpoints("token-classification", config)
+    model = numbert.load(folder, backend=backend)
+    assert model.head.task == "token-classification" and model.weights.pooler is None
+    batch = _inputs(model)
+    out, ref = model(**batch), _oracle(folder, "token-classification", batch)
+    assert out.logits.shape == tuple(ref.logits.shape) == (*batch.input_ids.shape, 8)
+    assert max_diff_at_tokens(out.logits, ref.logits.numpy(), batch.attention_mask) <= TOL
+    assert out.start_logits is None and out.end_logits is None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("config", [0, 1])
+def test_question_answering_logits(checkpoints, config, backend):
+    folder = checkpoints("question-answering", config)
+    model = numbert.load(folder, backend=backend)
+    batch = _inputs(model, pairs=True)
+    out, ref = model(**batch), _oracle(folder, "question-answering", batch)
+    assert out.start_logits.shape == out.end_logits.shape == batch.input_ids.shape
+    assert max_diff_at_tokens(out.start_logits, ref.start_logits.numpy(), batch.attention_mask) <= TOL
+    assert max_diff_at_tokens(out.end_logits, ref.end_logits.numpy(), batch.attention_mask) <= TOL
+    assert out.logits is None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("config", [0, 1])
+def test_masked_lm_logits(checkpoints, config, backend):
+    folder = checkpoints("masked-lm", config)
+    model = numbert.load(folder, backend=backend)
+    assert model.head.task == "masked-lm"
+    assert model.head_weights.cls.predictions.decoder is None  # tied: the word embeddings are the decoder
+    batch = _inputs(model)
+    out, ref = model(**batch), _oracle(folder, "masked-lm", batch)
+    assert out.logits.shape == (*batch.input_ids.shape, model.config.vocab_size)
+    assert max_diff_at_tokens(out.logits, ref.logits.numpy(), batch.attention_mask) <= TOL
+
+
+def test_masked_lm_untied_decoder(checkpoints):
+    """tie_word_embeddings=False: the checkpoint's own decoder, not the word embeddings."""
+    folder = checkpoints("masked-lm", 0, tie_word_embeddings=False)
+    model = numbert.load(folder, backend="numpy")
+    decoder = model.head_weights.cls.predictions.decoder
+    assert decoder is not None
+    assert not np.array_equal(decoder.weight, model.weights.embeddings.word_embeddings.weight)
+    batch = _inputs(model)
+    ref = _oracle(folder, "masked-lm", batch)
+    assert max_diff_at_tokens(model(**batch).logits, ref.logits.numpy(), batch.attention_mask) <= TOL
+
+
+def test_bert_for_pretraining_reads_as_masked_lm(tmp_path):
+    """bert-base-uncased is saved as BertForPreTraining: pooler and NSP head beside cls.predictions."""
+    import transformers
+    from conftest import build_tokenizer
+
+    vocab = build_tokenizer(tmp_path, model_max_length=64)
+    config = transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=37, max_position_embeddings=64, initializer_range=0.2)
+    torch.manual_seed(3)
+    transformers.BertForPreTraining(config).eval().save_pretrained(str(tmp_path))
+    model = numbert.load(tmp_path, backend="numpy")
+    assert model.head.task == "masked-lm" and model.weights.pooler is not None
+    batch = model.tokenize(TEXTS)
+    with torch.no_grad():
+        ref = transformers.BertForMaskedLM.from_pretrained(str(tmp_path), attn_implementation="eager").eval()(
+            **{k: torch.from_numpy(v) for k, v in batch.items()})
+    assert max_diff_at_tokens(model(**batch).logits, ref.logits.numpy(), batch.attention_mask) <= TOL
+
+
+def test_head_shapes_are_checked(checkpoints, tmp_path):
+    """A head tensor of the wrong shape is refused by name, as every other tensor."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "bad"
+    shutil.copytree(checkpoints("question-answering", 0), folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["qa_outputs.weight"] = np.zeros((3, 32), np.float32)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(numbert.CheckpointError, match=r"qa_outputs\.weight.*\[3, 32\].*\[2, 32\]"):
+        numbert.load(folder, backend="numpy")
+
+
+def test_num_labels_is_refused_with_a_task_head(checkpoints):
+    with pytest.raises(ConfigError, match="num_labels=3.*token-classification head"):
+        numbert.load(checkpoints("token-classification", 0), num_labels=3, backend="numpy")
+
+
+def test_classes_cover_the_registry():
+    """Every head numbert.heads registers has a test checkpoint class above, named like transformers'."""
+    from numbert.heads import HEADS, head_for
+
+    for task in HEADS:
+        assert head_for([CLASSES[task]]) is HEADS[task]
+    assert head_for(["BertForSequenceClassification"]) is None and head_for(["BertModel"]) is None
+    assert head_for(["RobertaForMaskedLM"], "roberta") is None  # BERT's cls.predictions only
+    assert head_for(["RobertaForTokenClassification"], "roberta") is HEADS["token-classification"]
