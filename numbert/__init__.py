@@ -6,9 +6,10 @@ from .errors import CheckpointError, ConfigError
 from .hub import ModelNotFoundError
 from .model import Model, load
 from .modeling import ModelOutput
+from .tasks import answer, fill_mask, ner, rerank  # the other pipelines: NER, QA, fill-mask, reranking
 from .tokenizer import Batch
 from . import trace  # the package numbert.trace; calling it runs numbert.trace.trace(...)
 
 __all__ = ["BertConfig", "Batch", "CheckpointError", "ConfigError", "Model", "ModelNotFoundError", "ModelOutput",
-           "classify", "embed", "load", "trace"]
+           "answer", "classify", "embed", "fill_mask", "load", "ner", "rerank", "trace"]
 __version__ = "0.1.0"
