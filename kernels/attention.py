@@ -34,10 +34,12 @@ def attention_mask_bias(attention_mask):  # [B, T] -> [B, 1, 1, T]
 
 
 @pjit
-def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
-    # q, k, v [B, T, H] (any strides), bias [B, T], lengths [B] -> out [B, T, H], probs [B, nh, T, T]
+def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_probs):
+    # q, k, v [B, T, H] (any strides), bias [B, T], pbias [1 or B, nh, T, T] or empty, lengths [B]
+    # -> out [B, T, H], probs [B, nh, T, T]
     B, T, H = q.shape
     hs = H // nh
+    has_pbias = pbias.shape[0] > 0
     for task in prange(B * nh):
         b = task // nh
         h = task % nh
@@ -73,11 +75,19 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
                 for d in range(hs):
                     a += qh[i, d] * kh[jr, d]
                 s[jr] = a
-            m = s[0] * scale + bias[b, 0]
-            for j in range(L):  # scale, mask, row max
-                x = s[j] * scale + bias[b, j]
-                s[j] = x
-                m = max(m, x)
+            if has_pbias:  # MPNet: the position bias goes on the scaled scores, before the mask
+                pb = b if pbias.shape[0] > 1 else 0
+                m = (s[0] * scale + pbias[pb, h, i, 0]) + bias[b, 0]
+                for j in range(L):  # scale, position bias, mask, row max
+                    x = (s[j] * scale + pbias[pb, h, i, j]) + bias[b, j]
+                    s[j] = x
+                    m = max(m, x)
+            else:
+                m = s[0] * scale + bias[b, 0]
+                for j in range(L):  # scale, mask, row max
+                    x = s[j] * scale + bias[b, j]
+                    s[j] = x
+                    m = max(m, x)
             total = f32(0.0)
             for j in range(L):
                 e = exp_f32(s[j] - m)
@@ -108,8 +118,8 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
                     probs[b, h, i, j] = f32(0.0)
 
 
-def attention(q, k, v, mask_bias, num_heads, output_attentions=False):
-    # [B, T, H] x3, [B, 1, 1, T], int -> context [B, T, H], probs [B, nh, T, T] or None
+def attention(q, k, v, mask_bias, num_heads, output_attentions=False, position_bias=None):
+    # [B, T, H] x3, [B, 1, 1, T], int, [1 or B, nh, T, T] or None -> context [B, T, H], probs [B, nh, T, T] or None
     B, T, H = q.shape
     nh, hs = num_heads, H // num_heads
     bias = np.ascontiguousarray(np.broadcast_to(mask_bias, (B, 1, 1, T)), dtype=f32).reshape(B, T)  # [B, T]
@@ -120,5 +130,11 @@ def attention(q, k, v, mask_bias, num_heads, output_attentions=False):
     probs = np.empty((B, nh, T, T) if output_attentions else (0, 0, 0, 0), f32)
     # The reference divides the scores by sqrt(hs); multiplying by its float32 inverse
     # differs by at most an ulp (and not at all when hs is a power of 4, as 64 is).
-    _attention_heads(q, k, v, bias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions)
+    if position_bias is None:
+        pbias = np.empty((0, 0, 0, 0), f32)
+    else:
+        pbias = np.ascontiguousarray(position_bias, dtype=f32)  # [1 or B, nh, T, T]
+        if pbias.ndim != 4 or pbias.shape[0] not in (1, B) or pbias.shape[1:] != (nh, T, T):
+            raise ValueError(f"position_bias has shape {list(pbias.shape)}, expected [1 or {B}, {nh}, {T}, {T}]")
+    _attention_heads(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions)
     return out, (probs if output_attentions else None)

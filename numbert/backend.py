@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import fields, is_dataclass
 
 import numpy as np
@@ -66,6 +67,7 @@ class NumbaOps:
         from . import kernels  # imported here: numba is loaded only when a model asks for it
 
         self.kernels = kernels
+        self._attention_takes_position_bias = "position_bias" in inspect.signature(kernels.attention).parameters
         self.attention_mask_bias = kernels.attention_mask_bias
         self.linear = kernels.linear
         self.add_layer_norm = kernels.add_layer_norm
@@ -84,11 +86,12 @@ class NumbaOps:
 
     def attention(self, q, k, v, mask_bias, num_heads, output_attentions=False, record=NO_RECORD,
                   position_bias=None):
-        if position_bias is not None:
-            # The attention kernel takes a bias per key only; MPNet's bias differs per (head, query,
-            # key), so it runs the NumPy reference, which adds it where transformers does.
+        if position_bias is None:
+            return self.kernels.attention(q, k, v, mask_bias, num_heads, output_attentions)
+        if not self._attention_takes_position_bias:
+            # a kernel without MPNet's [1, nh, T, T] bias: the NumPy reference, which adds it where transformers does
             return layers.attention(q, k, v, mask_bias, num_heads, output_attentions, position_bias=position_bias)
-        return self.kernels.attention(q, k, v, mask_bias, num_heads, output_attentions)
+        return self.kernels.attention(q, k, v, mask_bias, num_heads, output_attentions, position_bias)
 
     def qkv(self, x, query: Linear, key: Linear, value: Linear, record=NO_RECORD):  # [B, T, H] -> 3 x [B, T, H]
         entry = self._stacked.get(id(query))

@@ -325,3 +325,41 @@ def test_missing_family_tensor_is_named(family_factory, tmp_path):
     save_file(tensors, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="encoder.relative_attention_bias.weight"):
         numbert.load(folder)
+
+
+# ------------------------------------------------------------------- MPNet's pieces
+
+def test_relative_position_bucket_matches_transformers():
+    import torch
+    from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
+
+    from numbert.families.mpnet import relative_position_bucket
+
+    relative = np.arange(-1100, 1101)[None, :]  # past max_distance 128 both ways, and past 512 tokens
+    ours = relative_position_bucket(relative)
+    theirs = MPNetEncoder.relative_position_bucket(torch.from_numpy(relative)).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    assert len(np.unique(ours)) > 16  # both halves, exact and logarithmic buckets
+
+
+@pytest.mark.parametrize("batch_bias", [False, True], ids=["shared", "per-row"])
+def test_attention_kernel_with_position_bias_matches_reference(batch_bias):
+    """The Numba kernel adds a [1 or B, nh, T, T] bias where the NumPy reference does."""
+    from numbert import kernels, layers
+
+    rng = np.random.default_rng(0)
+    B, T, nh, hs = 3, 13, 2, 8
+    q, k, v = (rng.standard_normal((B, T, nh * hs)).astype(np.float32) for _ in range(3))
+    mask = np.ones((B, T), np.int64)
+    mask[1, 9:] = 0  # right padding
+    mask[2, :] = 0  # no real token at all
+    bias = rng.standard_normal((B if batch_bias else 1, nh, T, T)).astype(np.float32) * 3
+    mask_bias = layers.attention_mask_bias(mask)
+    ref, ref_probs = layers.attention(q, k, v, mask_bias, nh, True, position_bias=bias)
+    out, probs = kernels.attention(q, k, v, mask_bias, nh, True, position_bias=bias)
+    keep = mask.astype(bool)
+    keep[2] = True  # the all-padding row still attends uniformly, as the reference
+    assert np.abs(out - ref)[keep].max() <= 1e-5
+    assert np.abs(probs - ref_probs).max() <= 1e-5
+    without, _ = kernels.attention(q, k, v, mask_bias, nh)
+    assert np.abs(without - out)[keep].max() > 1e-2  # the bias is really applied
