@@ -232,6 +232,15 @@ def test_cli_classify_without_torch(family_factory, family, tmp_path):
     np.testing.assert_allclose([row["score"] for row in rows], [e["score"] for e in expected], atol=1e-6)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_info_counts_the_parameters_transformers_has(family_factory, family):
+    from numbert.cli import model_info
+
+    folder = family_factory(family, 0, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, seed=7)
+    info = model_info(str(folder), None)
+    assert info["parameters"] == sum(p.numel() for p in family_torch_model(folder).parameters())
+
+
 # ------------------------------------------------------------------- refusals
 
 def write_config(folder, **changes):

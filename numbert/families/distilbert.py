@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import weights as W
 from ..config import ACTIVATIONS, BertConfig
 from ..modeling import ModelOutput
 from ..record import NO_RECORD
@@ -67,6 +68,8 @@ class DistilBertWeights:  # DistilBertModel (+ the head of DistilBertForSequence
     pre_classifier: Linear | None = module(optional=True, **HH)  # [H, H]
     classifier: Linear | None = module(optional=True, out_features="num_labels", in_features="hidden_size")  # [C, H]
     pooler = None  # DistilBERT has no pooler
+
+    num_parameters = W.BertWeights.num_parameters  # every tensor of the tree, summed
 
 
 def config(d: dict) -> dict:

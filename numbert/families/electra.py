@@ -38,6 +38,8 @@ class ElectraWeights:  # ElectraModel (+ the head of ElectraForSequenceClassific
     classifier: ClassificationHead | None = module(optional=True)
     pooler = None  # ELECTRA has no pooler
 
+    num_parameters = W.BertWeights.num_parameters  # every tensor of the tree, summed
+
 
 def config(d: dict) -> dict:
     return {**d, "embedding_size": d.get("embedding_size", d.get("hidden_size", 768))}

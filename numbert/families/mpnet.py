@@ -80,6 +80,8 @@ class MPNetWeights:  # MPNetModel (+ the head of MPNetForSequenceClassification)
     pooler: W.Pooler | None = module(optional=True)
     classifier: ClassificationHead | None = module(optional=True)
 
+    num_parameters = W.BertWeights.num_parameters  # every tensor of the tree, summed
+
 
 def config(d: dict) -> dict:
     return {**d, "position_offset": PADDING_IDX + 1,

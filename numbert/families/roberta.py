@@ -46,6 +46,8 @@ class RobertaWeights:  # RobertaModel (+ the head of RobertaForSequenceClassific
     pooler: W.Pooler | None = module(optional=True)  # absent from classifier checkpoints
     classifier: ClassificationHead | None = module(optional=True)
 
+    num_parameters = W.BertWeights.num_parameters  # every tensor of the tree, summed
+
 
 def config(d: dict) -> dict:
     # BERT's names already; positions start after the pad id (create_position_ids_from_input_ids)
