@@ -265,7 +265,7 @@ class Reader:
         start, groups = 0, []
         for g in range(meta.num_row_groups):
             rows = meta.row_group(g).num_rows
-            if start + rows <= skip:
+            if not groups and start + rows <= skip:  # wholly done: not read at all
                 start += rows
                 continue
             groups.append(g)
