@@ -20,9 +20,9 @@ numbert.classify on the same text (to 1e-5; only batch composition differs) what
 number of actors and blocks, and Ray Data keeps the input's row order when
 DataContext.execution_options.preserve_order is set (it is not by default: carry an id).
 
-Faults: the actor pool is created with max_restarts=-1 and max_task_retries=-1 (Ray Data's own
-defaults, spelled out here): an actor that dies is restarted, its __init__ runs again, and the
-batch it held is run again on a live actor, so every row comes out exactly once. Bad rows (null,
+Faults: Ray Data creates its pool actors with max_restarts=-1 and max_task_retries=-1 (its
+defaults): an actor that dies is restarted, its __init__ runs again, and the batch it held is run
+again, so every row comes out exactly once (tests/test_ray.py kills one to check). Bad rows (null,
 not a string, empty) fail the run naming the row (on_error="fail"), or come out with a null
 result and their reason in an `error` column (on_error="skip").
 """
@@ -39,10 +39,9 @@ DEFAULT_BATCH_SIZE = 1024  # rows per map_batches call; numbert.embed cuts them 
 
 def actor_cpus() -> int:
     """The CPUs Ray assigned to this worker (its num_cpus), at least 1; outside Ray, None."""
-    try:
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    except Exception:  # not inside a Ray worker
+    if not ray.is_initialized():
         return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")  # {} in a driver
     return max(1, int(round(cpus))) if cpus else 1
 
 
@@ -71,7 +70,7 @@ class _Encode:
         except ImportError:  # pragma: no cover - ray[data] brings pandas
             pd = None
         if pd is not None and isinstance(batch, pd.DataFrame):
-            return self._arrow(pa.Table.from_pandas(batch, preserve_index=False)).to_pandas()
+            return self._pandas(batch)
         if isinstance(batch, dict):
             return self._numpy(batch)
         raise TypeError(f"numbert.ray: a batch must be a pyarrow Table, a pandas DataFrame or a dict of arrays, "
@@ -98,6 +97,20 @@ class _Encode:
         if self.on_error == "skip":
             table = table.append_column(ERROR_COLUMN, pa.array(errors, pa.string()))
         return table
+
+    def _pandas(self, frame):
+        values = self._values(list(frame.columns), lambda c: frame[c].tolist())
+        columns, errors = self.encoder(values)
+        out = frame.copy(deep=False)
+        for name, array in columns.items():
+            if self.task == "embed":  # one float32 [D] array per row, None where a bad row was skipped
+                matrix = matrix_of(array)  # [N, D]
+                out[name] = [None if bad else row for row, bad in zip(matrix, array.is_null().to_pylist())]
+            else:
+                out[name] = array.to_pylist()
+        if self.on_error == "skip":
+            out[ERROR_COLUMN] = errors
+        return out
 
     def _numpy(self, batch: dict):
         import numpy as np
@@ -137,7 +150,9 @@ class Classifier(_Encode):
     task = "classify"
 
 
-def _map(cls, ds, model, *, actors, cpus_per_actor, batch_size, column, on_error, **options):
+def map_encoder(cls, ds, model=None, *, actors, cpus_per_actor, batch_size, column, on_error, **options):
+    """ds.map_batches(cls, ...) with a fixed pool of `actors` actors of `cpus_per_actor` CPUs each;
+    cls: Embedder, Classifier, or a subclass of them."""
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"numbert.ray: expected a ray.data.Dataset, found {type(ds).__name__}")
     for name, value in (("actors", actors), ("cpus_per_actor", cpus_per_actor), ("batch_size", batch_size)):
@@ -150,10 +165,11 @@ def _map(cls, ds, model, *, actors, cpus_per_actor, batch_size, column, on_error
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
-        # An actor that dies is started again (its __init__ reloads the model) and the batch it was
-        # running is retried on a live one: every row comes out exactly once. Ray Data's defaults too.
-        max_restarts=-1,
-        max_task_retries=-1,
+        # Fault tolerance comes from Ray Data's actor pool, which creates its actors with
+        # max_restarts=-1 and max_task_retries=-1 (ActorPoolMapOperator._apply_default_remote_args;
+        # passing them to map_batches is deprecated since Ray 2.5x): an actor that dies is started
+        # again, its __init__ reloading the model, and the batch it held is run again, so every row
+        # comes out once. tests/test_ray.py kills an actor to hold Ray to it.
     )
 
 
@@ -165,12 +181,12 @@ def embed(ds, model=None, *, column="text", output_column="embedding", actors=1,
     cpus_per_actor: Ray CPUs per actor, also numbert's threads in it. Lazy, as Ray Data is:
     nothing runs until the Dataset is consumed (write_parquet, take, iter_batches, ...).
     """
-    return _map(Embedder, ds, model, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size,
+    return map_encoder(Embedder, ds, model, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size,
                 column=column, on_error=on_error, output_column=output_column, **options)
 
 
 def classify(ds, model=None, *, column="text", actors=1, cpus_per_actor=1, batch_size=DEFAULT_BATCH_SIZE,
              on_error="fail", **options):
     """A Dataset with `label` and `score` (top_k=1) or `labels` (top_k>1 or None): numbert.classify of `column`."""
-    return _map(Classifier, ds, model, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size,
+    return map_encoder(Classifier, ds, model, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size,
                 column=column, on_error=on_error, **options)
