@@ -372,3 +372,31 @@ def test_attention_kernel_with_position_bias_matches_reference(batch_bias):
     assert np.abs(probs - ref_probs).max() <= 1e-5
     without, _ = kernels.attention(q, k, v, mask_bias, nh)
     assert np.abs(without - out)[keep].max() > 1e-2  # the bias is really applied
+
+
+# ------------------------------------------------------------------- the trace
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_trace_prints_and_checks_against_torch(family_factory, family):
+    from numbert.trace.catalogue import ALL_STEPS
+
+    folder = family_factory(family, 0, num_labels=3, seed=7)
+    t = numbert.trace(["I love cats!", "Beautiful is better than ugly."], folder, text_pair=["no", "x"], check="torch")
+    keys = [s.key for s in t]
+    unknown = [k for k in dict.fromkeys(keys) if k not in ALL_STEPS]
+    assert not unknown, f"{family}: recorded steps with no catalogue entry: {unknown}"
+    assert t.check.ok, f"{family}: first divergence at {t.check.first_divergence}"
+    checked = [s for s in t.check.steps.values() if s.max_abs_diff is not None]
+    assert len(checked) >= 40, f"{family}: only {len(checked)} steps have a torch twin"
+    assert checked[-1].name == "classifier.logits"  # down to the logits
+    np.testing.assert_allclose(t["classifier.logits"], t.output.logits)
+    text = str(t)
+    assert "LAYER 2" in text and "classifier.logits" in text
+    if family in ("roberta", "xlm-roberta", "mpnet"):  # fairseq's positions, from pad_token_id + 1 = 2
+        assert t["embeddings.position_ids"][0, 0] == 2
+    if family == "mpnet":
+        bias = t["encoder.position_bias"]
+        assert bias.shape == (1, 4, t.batch.input_ids.shape[1], t.batch.input_ids.shape[1])
+        assert t.check.steps["encoder.position_bias"].max_abs_diff is not None
+    if family == "electra":
+        assert t["embeddings_project"].shape[-1] == 32 and t["embeddings.LayerNorm"].shape[-1] == 16

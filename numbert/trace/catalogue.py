@@ -146,7 +146,86 @@ HEAD_STEPS = (
 
 STEPS = MODEL_STEPS + LAYER_STEPS + HEAD_STEPS
 CATALOGUE = {s.key: s for s in STEPS}
-LAYER_KEYS = frozenset(s.key for s in LAYER_STEPS)
+
+# The steps the other families (numbert.families) record where BERT records something else, or
+# nothing. Steps whose names equal BERT's (RoBERTa's and ELECTRA's encoder, every family's
+# embeddings) are BERT's entries above. None of these is drawn in the flow diagram.
+_ATTN = "attention.attn."  # MPNet's MPNetSelfAttention
+FAMILY_MODEL_STEPS = (
+    StepInfo("embeddings_project", "Embeddings Projection Linear Layer (ELECTRA)", "B T H", hidden=True),
+    StepInfo("encoder.relative_position_bucket", "Relative Position Buckets (MPNet)", "T T"),
+    StepInfo("encoder.position_bias", "Relative Position Bias (MPNet)", "1 nh T T",
+             twin=Twin("arg", "layer.0.attention.attn", index=2)),  # MPNetSelfAttention's third argument
+)
+MPNET_LAYER_STEPS = (  # MPNetLayer: BERT's attention maths under attention.attn, plus the position bias
+    StepInfo(_ATTN + "query", "Query Linear Layer", "B T H", twin=Twin("output", "q")),
+    StepInfo(_ATTN + "key", "Key Linear Layer", "B T H", twin=Twin("output", "k")),
+    StepInfo(_ATTN + "value", "Value Linear Layer", "B T H", twin=Twin("output", "v")),
+    StepInfo(_ATTN + "query_heads", "Query", "B nh T hs", inputs=(_ATTN + "query",), twin=Twin("op", op="split_heads")),
+    StepInfo(_ATTN + "key_heads", "Key", "B nh T hs", inputs=(_ATTN + "key",), twin=Twin("op", op="split_heads")),
+    StepInfo(_ATTN + "value_heads", "Value", "B nh T hs", inputs=(_ATTN + "value",), twin=Twin("op", op="split_heads")),
+    StepInfo(_ATTN + "key_transposed", "Key Transposed", "B nh hs T", inputs=(_ATTN + "key_heads",),
+             twin=Twin("op", op="transpose_last")),
+    StepInfo(_ATTN + "scores", "Attention Scores", "B nh T T", inputs=(_ATTN + "query_heads", _ATTN + "key_transposed"),
+             twin=Twin("op", op="matmul")),
+    StepInfo(_ATTN + "scores_scaled", "Attention Scores Divided by Scalar", "B nh T T", inputs=(_ATTN + "scores",),
+             twin=Twin("op", op="scale")),
+    StepInfo(_ATTN + "scores_biased", "Attention Scores Plus Relative Position Bias", "B nh T T",
+             inputs=(_ATTN + "scores_scaled", "encoder.position_bias"), twin=Twin("op", op="add")),
+    StepInfo(_ATTN + "scores_masked", "Attention Scores Plus Mask", "B nh T T",
+             inputs=(_ATTN + "scores_biased", "extended_attention_mask")),  # (MPNet's mask: no hook here)
+    StepInfo(_ATTN + "probs", "Attention Probabilities Softmax Layer", "B nh T T", twin=Twin("output", _SELF, index=1)),
+    StepInfo(_ATTN + "context", "Context", "B nh T hs", inputs=(_ATTN + "probs", _ATTN + "value_heads"),
+             twin=Twin("op", op="matmul")),
+    StepInfo(_ATTN + "context_permuted", "Context Permute", "B T nh hs", inputs=(_ATTN + "context",),
+             twin=Twin("op", op="swap_heads_tokens")),
+    StepInfo(_ATTN + "context_reshaped", "Context Reshaped", "B T H", twin=Twin("input", "o"), hidden=True),
+    StepInfo(_ATTN + "o", "Hidden States Linear Layer", "B T H"),
+    StepInfo("attention.LayerNorm", "Hidden States Normalization Layer", "B T H", hidden=True),
+)
+_DA = "attention."  # DistilBERT's DistilBertSelfAttention
+DISTILBERT_LAYER_STEPS = (  # TransformerBlock, under transformer.layer.N
+    StepInfo(_DA + "query", "Query Linear Layer (q_lin)", "B T H", twin=Twin("output", "q_lin")),
+    StepInfo(_DA + "key", "Key Linear Layer (k_lin)", "B T H", twin=Twin("output", "k_lin")),
+    StepInfo(_DA + "value", "Value Linear Layer (v_lin)", "B T H", twin=Twin("output", "v_lin")),
+    StepInfo(_DA + "query_heads", "Query", "B nh T hs", inputs=(_DA + "query",), twin=Twin("op", op="split_heads")),
+    StepInfo(_DA + "key_heads", "Key", "B nh T hs", inputs=(_DA + "key",), twin=Twin("op", op="split_heads")),
+    StepInfo(_DA + "value_heads", "Value", "B nh T hs", inputs=(_DA + "value",), twin=Twin("op", op="split_heads")),
+    StepInfo(_DA + "key_transposed", "Key Transposed", "B nh hs T", inputs=(_DA + "key_heads",),
+             twin=Twin("op", op="transpose_last")),
+    StepInfo(_DA + "scores", "Attention Scores", "B nh T T", inputs=(_DA + "query_heads", _DA + "key_transposed"),
+             twin=Twin("op", op="matmul")),
+    StepInfo(_DA + "scores_scaled", "Attention Scores Divided by Scalar", "B nh T T", inputs=(_DA + "scores",),
+             twin=Twin("op", op="scale")),
+    StepInfo(_DA + "scores_masked", "Attention Scores Plus Mask", "B nh T T",
+             inputs=(_DA + "scores_scaled", "extended_attention_mask")),
+    StepInfo(_DA + "probs", "Attention Probabilities Softmax Layer", "B nh T T", twin=Twin("output", _SELF, index=1)),
+    StepInfo(_DA + "context", "Context", "B nh T hs", inputs=(_DA + "probs", _DA + "value_heads"),
+             twin=Twin("op", op="matmul")),
+    StepInfo(_DA + "context_permuted", "Context Permute", "B T nh hs", inputs=(_DA + "context",),
+             twin=Twin("op", op="swap_heads_tokens")),
+    StepInfo(_DA + "context_reshaped", "Context Reshaped", "B T H", twin=Twin("input", "out_lin"), hidden=True),
+    StepInfo(_DA + "out_lin", "Hidden States Linear Layer (out_lin)", "B T H"),
+    StepInfo("sa_layer_norm", "Hidden States Normalization Layer (sa_layer_norm)", "B T H", hidden=True),
+    StepInfo("ffn.dense", "Hidden States Linear Layer (lin1)", "B T I", twin=Twin("output", "lin1")),
+    StepInfo("ffn.intermediate_act_fn", "Hidden States {act} Activation Function", "B T I",
+             twin=Twin("output", "activation"), hidden=True),
+    StepInfo("ffn.lin2", "Hidden States Linear Layer (lin2)", "B T H"),
+    StepInfo("output_layer_norm", "Hidden States Layer Normalization (output_layer_norm)", "B T H", hidden=True),
+)
+FAMILY_HEAD_STEPS = (  # RobertaClassificationHead (ELECTRA's, MPNet's), DistilBERT's pre_classifier
+    StepInfo("classifier.first_token", "First Token <s> / [CLS]", "B H", twin=Twin("input", "dense")),
+    StepInfo("classifier.dense", "Classifier Dense Layer", "B H"),
+    StepInfo("classifier.activation", "Classifier Activation (tanh; ELECTRA: gelu)", "B H",
+             twin=Twin("input", "out_proj")),
+    StepInfo("classifier.pre_classifier.dense", "Pre-classifier Linear Layer", "B H"),
+    StepInfo("classifier.pre_classifier.intermediate_act_fn", "Pre-classifier ReLU", "B H"),
+)
+FAMILY_STEPS = FAMILY_MODEL_STEPS + MPNET_LAYER_STEPS + DISTILBERT_LAYER_STEPS + FAMILY_HEAD_STEPS
+FAMILY_CATALOGUE = {s.key: s for s in FAMILY_STEPS}
+ALL_STEPS = {**CATALOGUE, **FAMILY_CATALOGUE}  # what a trace of any family looks its steps up in
+LAYER_KEYS = frozenset(s.key for s in LAYER_STEPS + MPNET_LAYER_STEPS + DISTILBERT_LAYER_STEPS)
+_DISTILBERT_LAYER_KEYS = frozenset(s.key for s in DISTILBERT_LAYER_STEPS)  # under transformer.layer.N
 
 # The residual connections the flow diagram draws: the input of each sub-layer of layer 1,
 # added back before its LayerNorm.
@@ -158,6 +237,14 @@ MODULES = (
     ("extended_attention_mask", "BertModel"),
     ("attention.self.", "BertSelfAttention"),
     ("attention.output.", "BertSelfOutput"),
+    ("attention.attn.", "MPNetSelfAttention"),
+    ("attention.LayerNorm", "MPNetAttention"),
+    ("attention.", "DistilBertSelfAttention"),
+    ("sa_layer_norm", "TransformerBlock"),
+    ("ffn.", "FFN"),
+    ("output_layer_norm", "TransformerBlock"),
+    ("embeddings_project", "ElectraModel"),
+    ("encoder.", "MPNetEncoder"),
     ("intermediate.", "BertIntermediate"),
     ("output.", "BertOutput"),
     ("pooler.", "BertPooler"),
@@ -167,7 +254,7 @@ MODULES = (
 # The walkthrough's name of each activation function (numbert.config.ACTIVATIONS: hidden_act -> function).
 ACTIVATION_TITLES = {"gelu": "Gelu", "gelu_tanh": "Gelu (tanh)", "relu": "Relu"}
 
-_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.*)$")
+_LAYER = re.compile(r"^(?:encoder|transformer)\.layer\.(\d+)\.(.*)$")  # DistilBERT's encoder is `transformer`
 
 
 def split_name(name: str) -> tuple[int | None, str]:
@@ -178,11 +265,13 @@ def split_name(name: str) -> tuple[int | None, str]:
 
 def full_name(key: str, layer: int = 0) -> str:
     """The name a trace gives step `key`: in 0-based encoder layer `layer` when it is a layer's step."""
-    return f"encoder.layer.{layer}.{key}" if key in LAYER_KEYS else key
+    if key not in LAYER_KEYS:
+        return key
+    return f"{'transformer' if key in _DISTILBERT_LAYER_KEYS else 'encoder'}.layer.{layer}.{key}"
 
 
 def axes_of(key: str) -> str | None:
-    info = CATALOGUE.get(key)
+    info = ALL_STEPS.get(key)
     return info.axes if info else None
 
 
@@ -192,7 +281,7 @@ def module_of(key: str) -> str:
 
 def title_for(key: str, config) -> str:
     """The walkthrough's title of step `key`, with the config's activation; an unknown step: its key."""
-    info = CATALOGUE.get(key)
+    info = ALL_STEPS.get(key)
     if info is None:
         return key
     function = ACTIVATIONS.get(config.hidden_act, config.hidden_act)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalogue import CATALOGUE, StepInfo
+from .catalogue import ALL_STEPS, StepInfo
 from .core import Recording, fmt_shape, token_mask
 
 TITLE_W, SHAPE_W, LAYOUT_W = 43, 16, 11
@@ -127,7 +127,7 @@ def render(trace: Recording, layers: list[int] | None, values: bool = False, sta
     hidden = None  # the step whose output the next module reads
     blank = " " * 17 if trace.check is not None else ""  # keeps the name column aligned under a check
     for step in trace.steps:
-        info = CATALOGUE.get(step.key, UNKNOWN)
+        info = ALL_STEPS.get(step.key, UNKNOWN)
         if step.layer != layer:
             layer, module = step.layer, None
             lines.extend(layer_rule(layer, layers))

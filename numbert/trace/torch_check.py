@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import Model
-from .catalogue import CATALOGUE, Twin, full_name, split_name
+from .catalogue import ALL_STEPS, Twin, full_name, split_name
 from .core import Check, Recording, StepCheck, token_mask
 
 
@@ -34,6 +34,10 @@ def torch_reference(model: Model):
     transformers.logging.set_verbosity_error()  # "some weights were not initialised": we copy them below
     transformers.logging.disable_progress_bar()
     try:
+        if model.family.name != "bert":  # the family's own classes, as pipeline() would pick them
+            auto = (transformers.AutoModelForSequenceClassification if model.weights.classifier is not None
+                    else transformers.AutoModel)
+            return auto.from_pretrained(str(model.path), attn_implementation="eager", dtype=torch.float32).eval()
         if model.weights.classifier is not None:
             ref = transformers.BertForSequenceClassification.from_pretrained(
                 str(model.path), attn_implementation="eager", dtype=torch.float32,
@@ -96,6 +100,8 @@ def hook(module, name: str, twin: Twin, keep, B: int, T: int):
             lambda m, args, output: keep(name, output[twin.index] if isinstance(output, tuple) else output))
     if twin.kind == "input":
         return module.register_forward_pre_hook(lambda m, args: keep(name, args[0]))
+    if twin.kind == "arg":  # a positional argument the module is called with (MPNet's position bias)
+        return module.register_forward_pre_hook(lambda m, args: keep(name, args[twin.index]))
     if twin.kind == "mask":
         def on_call(m, args, kwargs):
             keep(name, additive_mask(kwargs.get("attention_mask", args[1] if len(args) > 1 else None), B, T))
@@ -103,18 +109,19 @@ def hook(module, name: str, twin: Twin, keep, B: int, T: int):
     raise ValueError(f"step {name}: no hook for a twin of kind {twin.kind!r}")
 
 
-def capture(ref, batch, num_heads: int, names: list[str]) -> dict[str, np.ndarray]:
+def capture(ref, batch, num_heads: int, names: list[str], token_types: bool = True) -> dict[str, np.ndarray]:
     """Run transformers on the batch; return its twin of each step in `names` (forward order) by name."""
     import torch
 
-    prefix = "bert." if hasattr(ref, "bert") else ""
+    base = ref.base_model_prefix  # "bert", "roberta", "distilbert" ...: the head model's base module
+    prefix = f"{base}." if hasattr(ref, base) else ""
     got: dict[str, np.ndarray] = {}
 
     def keep(name, tensor):
         got[name] = tensor.detach().to(torch.float32).numpy().copy() if tensor.is_floating_point() \
             else tensor.detach().numpy().copy()
 
-    twins = {name: CATALOGUE[split_name(name)[1]].twin for name in names if split_name(name)[1] in CATALOGUE}
+    twins = {name: ALL_STEPS[split_name(name)[1]].twin for name in names if split_name(name)[1] in ALL_STEPS}
     by_module: dict[str, list[str]] = {}
     for name, twin in twins.items():
         if twin.kind != "op":
@@ -125,9 +132,14 @@ def capture(ref, batch, num_heads: int, names: list[str]) -> dict[str, np.ndarra
         path = full[len(prefix):] if full.startswith(prefix) else full
         handles += [hook(module, name, twins[name], keep, B, T) for name in by_module.get(path, ())]
     try:
+        inputs = {"input_ids": torch.from_numpy(batch.input_ids),
+                  "attention_mask": torch.from_numpy(batch.attention_mask)}
+        if token_types:  # DistilBERT and MPNet take none
+            inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
+        if ref.config.model_type == "mpnet":  # MPNetSelfAttention returns its probabilities only when asked
+            inputs["output_attentions"] = True
         with torch.no_grad():
-            ref(input_ids=torch.from_numpy(batch.input_ids), attention_mask=torch.from_numpy(batch.attention_mask),
-                token_type_ids=torch.from_numpy(batch.token_type_ids))
+            ref(**inputs)
             recompute(got, twins, eager_ops(num_heads, ref.config.hidden_size // num_heads))
     finally:
         for h in handles:
@@ -142,7 +154,10 @@ def recompute(got: dict[str, np.ndarray], twins: dict, ops: dict) -> None:
     for name, twin in twins.items():
         if twin.kind == "op":
             layer, key = split_name(name)
-            args = [torch.from_numpy(got[full_name(a, layer)]) for a in CATALOGUE[key].inputs]
+            sources = [full_name(a, layer) for a in ALL_STEPS[key].inputs]
+            if any(a not in got for a in sources):  # an input with no twin: this step stays unchecked
+                continue
+            args = [torch.from_numpy(got[a]) for a in sources]
             got[name] = ops[twin.op](*args).numpy().copy()
 
 
@@ -181,6 +196,6 @@ def check_against_torch(trace: Recording, model: Model, tolerance: float = 1e-4)
     except ImportError as e:
         raise ImportError(f"check='torch' needs torch and transformers ({e}); pip install torch transformers") from None
     ref = torch_reference(model)
-    theirs = capture(ref, trace.batch, model.config.num_attention_heads, trace.names())
+    theirs = capture(ref, trace.batch, model.config.num_attention_heads, trace.names(), model.family.token_types)
     reference = f"transformers {transformers.__version__} {type(ref).__name__} (eager, fp32)"
     return Check(compare(trace, theirs, tolerance), reference, tolerance)
