@@ -1,0 +1,131 @@
+"""The attention kernel against sgemm, same process, interleaved: `python -m bench.attention`.
+
+For BERT-base (H=768, 12 heads, hs=64) and MiniLM (H=384, 12 heads, hs=32) at B = 1, 8, 32
+and T = 128, 512, times each attention implementation and, in the same rotation, the dense
+layer sgemm of that point ([B*T, H] @ [H, 4H] as numbert calls it, x @ W.T with W [4H, H]).
+Q, K, V are column slices of one [B, T, 3H] array, as the fused QKV GEMM hands them over;
+no padding. GFLOP/s of attention = 4 * B * nh * T * T * hs (the two products) / time.
+
+Writes bench/results/attention.json and prints a markdown table. Options:
+  --impl NAME=module:function   (repeatable) the implementations to compare; default: the
+                                kernel (numbert.kernels.attention) and the NumPy reference
+  --repeats N                   timed calls per implementation per point (median; default 5)
+  --points B:T,...              default 1:128,8:128,32:128,1:512,8:512,32:512
+  --models bert-base,minilm
+  --out PATH                    JSON output (default bench/results/attention.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+f32 = np.float32
+
+MODELS = {"bert-base": (768, 12), "minilm": (384, 12)}  # H, heads
+DEFAULT_IMPLS = ["kernel=numbert.kernels.attention:attention", "numpy=numbert.layers:attention"]
+DEFAULT_POINTS = "1:128,8:128,32:128,1:512,8:512,32:512"
+
+
+def load_impl(spec):  # "name=module:function" -> (name, callable)
+    name, _, target = spec.partition("=")
+    module, _, func = target.partition(":")
+    return name, getattr(importlib.import_module(module), func)
+
+
+def environment() -> dict:
+    import numba
+    import threadpoolctl
+
+    from .report import machine
+
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')} kernel, {i['num_threads']} threads)"
+            for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    return {"machine": machine(), "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "numba_threads": numba.get_num_threads(), "blas": "; ".join(blas),
+            "load_before": os.getloadavg()}
+
+
+def bench_point(impls, H, nh, B, T, repeats):
+    # -> {name: [seconds]} for each implementation and "sgemm"
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((B, T, 3 * H), dtype=f32)  # [B, T, 3H] as the fused QKV GEMM returns it
+    q, k, v = y[..., :H], y[..., H:2 * H], y[..., 2 * H:]  # [B, T, H] strided views
+    bias = np.zeros((B, 1, 1, T), f32)  # [B, 1, 1, T] no padding
+    x = rng.standard_normal((B * T, H), dtype=f32)  # [B*T, H]
+    w = rng.standard_normal((4 * H, H), dtype=f32)  # [4H, H] the intermediate dense weight
+    calls = {name: (lambda f=f: f(q, k, v, bias, nh)) for name, f in impls}
+    calls["sgemm"] = lambda: x @ w.T  # [B*T, 4H]
+    for call in calls.values():  # warm-up (compiles)
+        call()
+    times = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
+            t = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.attention")
+    ap.add_argument("--impl", action="append")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--points", default=DEFAULT_POINTS)
+    ap.add_argument("--models", default="bert-base,minilm")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention.json"))
+    args = ap.parse_args(argv)
+    impls = [load_impl(s) for s in (args.impl or DEFAULT_IMPLS)]
+    points = [tuple(int(n) for n in p.split(":")) for p in args.points.split(",")]
+    env = environment()
+    started = time.time()
+    rows = []
+    for model in args.models.split(","):
+        H, nh = MODELS[model]
+        hs = H // nh
+        for B, T in points:
+            times = bench_point(impls, H, nh, B, T, args.repeats)
+            flops = {name: 4 * B * nh * T * T * hs for name, _ in impls}
+            flops["sgemm"] = 2 * B * T * H * 4 * H
+            row = {"model": model, "B": B, "T": T, "ms": {}, "gflops": {}}
+            for name, ts in times.items():
+                med = statistics.median(ts)
+                row["ms"][name] = med * 1e3
+                row["gflops"][name] = flops[name] / med / 1e9
+            rows.append(row)
+            print(model, B, T, " ".join(f"{n} {g:.0f}" for n, g in row["gflops"].items()), "GFLOP/s", flush=True)
+    env["load_after"] = os.getloadavg()
+    result = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.time() - started,
+              "repeats": args.repeats, "impls": [s for s in (args.impl or DEFAULT_IMPLS)], "env": env, "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print()
+    print(table(result))
+
+
+def table(result) -> str:
+    names = [s.partition("=")[0] for s in result["impls"]]
+    head = "| model | B x T | " + " | ".join(f"{n} GFLOP/s" for n in names) + " | sgemm GFLOP/s | " + \
+        " | ".join(f"{n} / sgemm" for n in names) + " | " + " | ".join(f"{n} ms" for n in names) + " |"
+    lines = [head, "|" + "---|" * 2 + "---:|" * (3 * len(names) + 1)]
+    for r in result["rows"]:
+        g, sg = r["gflops"], r["gflops"]["sgemm"]
+        lines.append(f"| {r['model']} | {r['B']}x{r['T']} | " + " | ".join(f"{g[n]:.0f}" for n in names) +
+                     f" | {sg:.0f} | " + " | ".join(f"{g[n] / sg:.2f}" for n in names) + " | " +
+                     " | ".join(f"{r['ms'][n]:.1f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
