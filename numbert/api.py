@@ -18,6 +18,7 @@ import numpy as np
 from .hub import DEFAULT_MODEL
 from .model import Model, load
 from .pooling import EmbedSpec, check_pooling, l2_normalize, pool
+from .tasks.nli import DEFAULT_HYPOTHESIS, is_nli, nli_scores
 from .tokenizer import Batch, check_texts
 
 DEFAULT_LABELS = ("positive", "negative")
@@ -64,7 +65,7 @@ def has_head(model: Model) -> bool:
 # ----------------------------------------------------------------------------- classify
 
 def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, function_to_apply=None,
-             template=DEFAULT_TEMPLATE, batch_size=32, max_length=None, truncation=True,
+             template=None, multi_label=False, batch_size=32, max_length=None, truncation=True,
              long_text="truncate", stride=None, progress=None, backend=None, revision=None):
     """Classify texts; results shaped like transformers' pipeline("text-classification").
 
@@ -84,7 +85,15 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     sentence embedding (numbert.embed) is compared by cosine similarity with the embedding of
     each label written into `template` ("{}" is replaced by the label); the scores are
     softmax(20 * cosine) over the labels, so they sum to 1. 20 is the scale all-MiniLM-L6-v2
-    was trained with (its contrastive loss is a softmax over 20 * cosine).
+    was trained with (its contrastive loss is a softmax over 20 * cosine). template defaults
+    to "This is {}.".
+
+    An NLI model (a classification head with an "entailment" label, e.g. an MNLI fine-tune),
+    given `labels`: zero-shot as pipeline("zero-shot-classification") does it (numbert.tasks.nli).
+    Each label is written into `template` (its hypothesis_template, default "This example is {}.")
+    and read after the text as a pair; the scores are a softmax over the labels of the entailment
+    logits, or with multi_label=True, each label's entailment against contradiction on its own.
+    The pipeline's {"labels": [...], "scores": [...]} is this function's top_k=None list, in order.
 
     Long texts: long_text="truncate" (default) reads the first max_length tokens, as the pipeline
     does with truncation=True; truncation=False raises instead. long_text="window" reads the text
@@ -110,10 +119,24 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     run = dict(batch_size=batch_size, max_length=max_length, truncation=truncation, long_text=long_text,
                stride=stride, progress=progress)
 
-    if has_head(m):
+    if multi_label and (labels is None or not (has_head(m) and is_nli(m.config))):
+        raise ValueError("multi_label is for zero-shot labels= with an NLI model (one with an 'entailment' label)")
+    if has_head(m) and labels is not None and is_nli(m.config):  # zero-shot through entailment
+        if pairs is not None:
+            raise ValueError("text_pair cannot go with labels=: NLI zero-shot pairs each text with the labels")
+        if function_to_apply is not None:
+            raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
+        if long_text != "truncate":
+            raise ValueError('long_text="window" is not for NLI zero-shot: the text is truncated to fit beside '
+                             "each hypothesis, as the pipeline does")
+        scores = nli_scores(m, texts, labels, template=DEFAULT_HYPOTHESIS if template is None else template,
+                            multi_label=multi_label, batch_size=batch_size)  # [N, K]
+        names = list(labels)
+    elif has_head(m):
         if labels is not None:
-            raise ValueError(f"labels= is for zero-shot with a model that has no classification head; {m.path} "
-                             f"has one, with labels {list(m.config.id2label.values())}: drop labels=")
+            raise ValueError(f"labels= is for zero-shot with a model that has no classification head, or an NLI "
+                             f"head (an 'entailment' label); {m.path} has one, with labels "
+                             f"{list(m.config.id2label.values())}: drop labels=")
         logits = _encode(m, texts, pairs, _logits_head, desc="classify", **run)  # [N, C]
         scores = apply_function(logits, function_to_apply or default_function(m.config))  # [N, C]
         names = [m.config.id2label.get(i, f"LABEL_{i}") for i in range(scores.shape[1])]
@@ -125,7 +148,10 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
             raise ValueError("text_pair needs a model with a classification head; zero-shot reads single texts")
         if function_to_apply is not None:
             raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
-        scores = zero_shot_scores(m, texts, labels, template=template, **run)  # [N, K]
+        if len(labels) < 2:
+            raise ValueError(f"zero-shot needs at least 2 labels to choose between, found {labels!r}")
+        scores = zero_shot_scores(m, texts, labels, template=DEFAULT_TEMPLATE if template is None else template,
+                                  **run)  # [N, K]
         names = list(labels)
     results = [_top(row, names, top_k) for row in scores]
     return results[0] if single else results
@@ -359,8 +385,6 @@ def _check_labels(labels) -> list[str]:
     for i, label in enumerate(labels):
         if not label.strip():
             raise ValueError(f"labels[{i}] is empty")
-    if len(labels) < 2:
-        raise ValueError(f"zero-shot needs at least 2 labels to choose between, found {labels!r}")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must be distinct, found {labels!r}")
     return labels
