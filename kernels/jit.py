@@ -1,7 +1,12 @@
-"""The one place that decides how every numbert kernel is compiled.
+"""The one place that decides how every numbert kernel is compiled, and on which threads it runs.
 
 - cache=True: compiled machine code is kept in __pycache__ (*.nbi / *.nbc), so only the
-  first process on a machine pays the compile time.
+  first process on a machine pays the compile time. Numba looks for a writable place in
+  order: NUMBA_CACHE_DIR, the package's __pycache__, ~/.cache/numba; when none is writable
+  (a read-only install run by a user whose home is read-only too) it would raise "cannot
+  cache function ...: no locator available" at import. numbert then caches in a private
+  per-user temp folder (CACHE_FALLBACK_DIR: created 0700, used only if this user owns it), and
+  when even that fails, compiles without a cache (CACHE = False) rather than fail.
 - fastmath: lets LLVM reorder float additions (reassoc) and fuse multiply-adds (contract)
   so that row sums and dot products vectorise, and use approximate reciprocals (arcp, afn).
   Deliberately NOT "nnan" / "ninf": padded keys carry a bias of finfo(float32).min, and a
@@ -12,6 +17,43 @@
   the GEMMs run on NumPy/BLAS between kernels, so Numba's and BLAS's thread pools never
   run at the same time (see numbert.threads).
 
+The threading layer: Numba's `workqueue`, with one lock around parallel kernel launches
+--------------------------------------------------------------------------------------
+A `prange` loop runs on one of three Numba threading layers. numbert needs one that is
+(1) fast whatever the process imported before (torch, threads=), (2) safe to call from many
+Python threads at once, (3) safe across `fork`, and (4) needs nothing the user must export or
+install. Numba's docs (user/threading-layer) and its source (numba/np/ufunc/parallel.py,
+workqueue.c) say, and we measured:
+
+- `omp` (GNU OpenMP, Numba's default on Linux without TBB): thread-safe, but NOT fork-safe
+  (libgomp; a forked child prints "Terminating: fork() called from a process already using
+  GNU OpenMP" and a `fork` Pool hangs). Its workers spin after each loop unless
+  OMP_WAIT_POLICY=PASSIVE was in the environment when the runtime loaded; torch loads its own
+  libgomp.so.1 globally at `import torch`, and Numba's omppool binds to that already
+  initialised runtime, so no setting made after `import torch` can reach it. Measured:
+  MiniLM 1x128 28-31 ms clean, 263-268 ms with torch imported first (8.6x).
+- `tbb`: thread- and fork-safe, no spinning problem (MiniLM 1x128 clean 30-44 ms, torch first
+  25-32 ms), but a new run-time dependency (the `tbb` wheel, ~20 MB of shared libraries) and
+  it changes the default layer of every other Numba user in the environment.
+- `workqueue`: Numba's own pool, always present, fork-safe (Numba re-creates it in a forked
+  child), workers sleep on a condition variable between loops (no spinning, so nothing to
+  starve BLAS and nothing that depends on what loaded first): MiniLM 1x128 30-34 ms clean,
+  31-35 ms with torch imported first. Its one limit: it is NOT thread-safe; two launches
+  at once from two Python threads abort the process ("Terminating: Nested parallel kernel
+  launch detected"). Hence `_LAUNCH_LOCK`: every parallel kernel launch takes one
+  process-wide lock (re-created in a forked child with os.register_at_fork, in case the fork
+  happened while another thread held it). On these machines each kernel already uses all
+  cores, so serialising the (short) parallel loops costs no throughput; the GEMMs between
+  them, which dominate, still run concurrently in BLAS.
+
+So numbert selects `workqueue` here, at import, before any parallel kernel is compiled or
+launched (numba.config.THREADING_LAYER is read when Numba starts its pool, so this works
+when the user imported Numba first). numbert.threads imports this module before it calls
+numba.set_num_threads (which starts the pool). Two cases where numbert keeps Numba's choice:
+the user chose a layer explicitly (NUMBA_THREADING_LAYER or numba.config.THREADING_LAYER),
+or the pool was already started by other parallel Numba code in the process (the layer is
+then fixed for the process). The bench measures it: `python -m bench.threadlayer`.
+
 Under NUMBA_DISABLE_JIT=1 `jit`/`pjit` return the plain Python functions and `prange` is
 `range`: the same code then runs as (slow) Python, which is how CI checks the kernels'
 logic without the compiler.
@@ -19,26 +61,121 @@ logic without the compiler.
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
+import tempfile
+import threading
 
-# Numba runs `prange` loops on an OpenMP thread pool. By default an OpenMP worker keeps
-# spinning on its core after each loop ends (up to 200 ms for Intel's runtime), and the
-# next GEMM's BLAS threads then wait for that core: on 2 cores a MiniLM forward measured
-# 1100 ms instead of 17 ms. PASSIVE puts the workers to sleep at once (a wake-up costs
-# microseconds). It must be set before the pool starts, i.e. before the first parallel
-# kernel runs; a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numba
+from numba.core.caching import FunctionCache
 
-import numba  # noqa: E402
+THREADING_LAYER = "workqueue"
+
+
+def _numba_pool_started() -> bool:
+    from numba.np.ufunc import parallel
+
+    return bool(getattr(parallel, "_is_initialized", False))
+
+
+def select_threading_layer() -> str:
+    """Make Numba start its pool on THREADING_LAYER, unless a choice was made already.
+
+    Returns the layer Numba will run (or runs): ours, the user's explicit one, or, when the
+    pool started before numbert was imported, the one it started with."""
+    if _numba_pool_started():
+        return numba.threading_layer()
+    if str(numba.config.THREADING_LAYER).lower() != "default":  # NUMBA_THREADING_LAYER or set in code
+        return numba.config.THREADING_LAYER
+    numba.config.THREADING_LAYER = THREADING_LAYER
+    return THREADING_LAYER
+
+
+select_threading_layer()
+
+# One launch at a time (workqueue is not thread-safe, see above). A plain Lock: kernels never
+# call other parallel kernels, and a thread waiting here releases the GIL.
+_LAUNCH_LOCK = threading.Lock()
+
+
+def _new_lock_in_child():
+    global _LAUNCH_LOCK
+    _LAUNCH_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+class ParallelKernel:
+    """A parallel Numba kernel called from Python; each call holds the launch lock.
+
+    Attribute access goes to the Numba dispatcher (py_func, signatures, ...). A parallel
+    kernel is an entry point: call it from Python, not from another jitted function."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        functools.update_wrapper(self, getattr(dispatcher, "py_func", dispatcher))
+
+    def __call__(self, *args):
+        with _LAUNCH_LOCK:
+            return self.dispatcher(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher, name)
+
+
+def _probe():  # a function in this folder: can Numba cache the kernels beside it?
+    pass
+
+
+def _numba_can_cache() -> bool:
+    try:
+        FunctionCache(_probe)  # runs Numba's own search for a writable cache folder
+    except RuntimeError:  # "no locator available"
+        return False
+    return True
+
+
+def _private_dir(path: str) -> bool:
+    """`path` exists or was made, is a folder owned by this user, writable by nobody else."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    # cached machine code is loaded and run: a folder someone else could write to is no cache
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+            and os.access(path, os.W_OK))
+
+
+def _choose_cache() -> tuple[bool, str | None]:
+    if _numba_can_cache():
+        return True, None
+    fallback = os.path.join(tempfile.gettempdir(), f"numbert-numba-cache-{os.getuid()}")
+    if _private_dir(fallback):
+        before, numba.config.CACHE_DIR = numba.config.CACHE_DIR, fallback  # as if NUMBA_CACHE_DIR said it
+        if _numba_can_cache():
+            return True, fallback
+        numba.config.CACHE_DIR = before
+    return False, None
+
+
+CACHE, CACHE_FALLBACK_DIR = _choose_cache()
 
 FASTMATH = frozenset({"contract", "reassoc", "arcp", "afn", "nsz"})
 
-_OPTIONS = dict(fastmath=set(FASTMATH), cache=True, error_model="numpy", nogil=True)
+_OPTIONS = dict(fastmath=set(FASTMATH), cache=CACHE, error_model="numpy", nogil=True)
 
 # a serial kernel (a helper called from other kernels, or work too small to split)
 jit = numba.njit(**_OPTIONS)
 
-# a kernel whose outer loop is `prange` over independent rows
-pjit = numba.njit(parallel=True, **_OPTIONS)
+_pjit = numba.njit(parallel=True, **_OPTIONS)
+
+
+def pjit(func):
+    """A kernel whose outer loop is `prange` over independent rows (called from Python)."""
+    return ParallelKernel(_pjit(func))
+
 
 prange = numba.prange

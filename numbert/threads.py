@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from .errors import positive_int
+
 ENV_VAR = "NUMBERT_NUM_THREADS"
 
 _blas_limiter = None  # keeps the threadpoolctl limit alive for the life of the process
@@ -25,8 +27,8 @@ def resolve_threads(threads=None) -> int | None:
             threads = int(env)
         except ValueError:
             raise ValueError(f"{ENV_VAR}={env!r} is not an integer") from None
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, found {threads!r}")
+        positive_int(threads, ENV_VAR)
+    positive_int(threads, "threads")
     return min(threads, os.cpu_count() or threads)
 
 
@@ -38,6 +40,11 @@ def set_threads(threads=None) -> int | None:
         return None
     import numba
     from threadpoolctl import threadpool_limits
+
+    # set_num_threads starts Numba's pool: numbert's threading layer must be chosen first
+    from .kernels.jit import select_threading_layer
+
+    select_threading_layer()
 
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
