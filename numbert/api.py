@@ -19,7 +19,9 @@ from .hub import DEFAULT_MODEL
 from .model import Model, load
 from .pooling import EmbedSpec, check_pooling, l2_normalize, pool
 from .tasks.nli import DEFAULT_HYPOTHESIS, is_nli, nli_scores
-from .tokenizer import Batch, check_texts
+from .errors import positive_int
+from .tokenizer import check_texts
+from .windows import pad, split_windows
 
 DEFAULT_LABELS = ("positive", "negative")
 # Each zero-shot label is embedded as this sentence; "{}" is the label. Measured on the
@@ -105,10 +107,7 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     texts = check_texts(texts)
     pairs = _check_pairs(text_pair, texts, single)
     _check_top_k(top_k)
-    if function_to_apply is not None:
-        function_to_apply = str(function_to_apply).lower()
-        if function_to_apply not in FUNCTIONS:
-            raise ValueError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, found {function_to_apply!r}")
+    function_to_apply = _check_function(function_to_apply)
     if labels is not None:
         labels = _check_labels(labels)
     elif model is None:
@@ -121,40 +120,56 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
 
     if multi_label and (labels is None or not (has_head(m) and is_nli(m.config))):
         raise ValueError("multi_label is for zero-shot labels= with an NLI model (one with an 'entailment' label)")
-    if has_head(m) and labels is not None and is_nli(m.config):  # zero-shot through entailment
-        if pairs is not None:
-            raise ValueError("text_pair cannot go with labels=: NLI zero-shot pairs each text with the labels")
-        if function_to_apply is not None:
-            raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
-        if long_text != "truncate":
-            raise ValueError('long_text="window" is not for NLI zero-shot: the text is truncated to fit beside '
-                             "each hypothesis, as the pipeline does")
-        scores = nli_scores(m, texts, labels, template=DEFAULT_HYPOTHESIS if template is None else template,
-                            multi_label=multi_label, batch_size=batch_size)  # [N, K]
+    if has_head(m) and labels is not None and is_nli(m.config):
+        scores = _nli_zero_shot(m, texts, pairs, labels, function_to_apply, template, multi_label, run)  # [N, K]
         names = list(labels)
     elif has_head(m):
-        if labels is not None:
-            raise ValueError(f"labels= is for zero-shot with a model that has no classification head, or an NLI "
-                             f"head (an 'entailment' label); {m.path} has one, with labels "
-                             f"{list(m.config.id2label.values())}: drop labels=")
-        logits = _encode(m, texts, pairs, _logits_head, desc="classify", **run)  # [N, C]
-        scores = apply_function(logits, function_to_apply or default_function(m.config))  # [N, C]
-        names = [m.config.id2label.get(i, f"LABEL_{i}") for i in range(scores.shape[1])]
+        scores, names = _head_scores(m, texts, pairs, labels, function_to_apply, run)  # [N, C]
     else:
-        if labels is None:
-            raise ValueError(f"{m.path} has no classification head: pass labels=[...] for zero-shot "
-                             "classification, or use a fine-tuned checkpoint (BertForSequenceClassification)")
-        if pairs is not None:
-            raise ValueError("text_pair needs a model with a classification head; zero-shot reads single texts")
-        if function_to_apply is not None:
-            raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
-        if len(labels) < 2:
-            raise ValueError(f"zero-shot needs at least 2 labels to choose between, found {labels!r}")
-        scores = zero_shot_scores(m, texts, labels, template=DEFAULT_TEMPLATE if template is None else template,
-                                  **run)  # [N, K]
+        scores = _similarity_zero_shot(m, texts, pairs, labels, function_to_apply, template, run)  # [N, K]
         names = list(labels)
     results = [_top(row, names, top_k) for row in scores]
     return results[0] if single else results
+
+
+def _nli_zero_shot(m: Model, texts, pairs, labels, function_to_apply, template, multi_label, run) -> np.ndarray:
+    """[N, K] zero-shot scores through entailment: each text paired with each label's hypothesis."""
+    if pairs is not None:
+        raise ValueError("text_pair cannot go with labels=: NLI zero-shot pairs each text with the labels")
+    if function_to_apply is not None:
+        raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
+    if run["long_text"] != "truncate":
+        raise ValueError('long_text="window" is not for NLI zero-shot: the text is truncated to fit beside '
+                         "each hypothesis, as the pipeline does")
+    return nli_scores(m, texts, labels, template=DEFAULT_HYPOTHESIS if template is None else template,
+                      multi_label=multi_label, batch_size=run["batch_size"])  # [N, K]
+
+
+def _head_scores(m: Model, texts, pairs, labels, function_to_apply, run):
+    """[N, C] scores from the classification head's logits, and the C label names from config.id2label."""
+    if labels is not None:
+        raise ValueError(f"labels= is for zero-shot with a model that has no classification head, or an NLI "
+                         f"head (an 'entailment' label); {m.path} has one, with labels "
+                         f"{list(m.config.id2label.values())}: drop labels=")
+    logits = _encode(m, texts, pairs, _logits_head, desc="classify", **run)  # [N, C]
+    scores = apply_function(logits, function_to_apply or default_function(m.config))  # [N, C]
+    names = [m.config.id2label.get(i, f"LABEL_{i}") for i in range(scores.shape[1])]
+    return scores, names
+
+
+def _similarity_zero_shot(m: Model, texts, pairs, labels, function_to_apply, template, run) -> np.ndarray:
+    """[N, K] zero-shot scores of a model without a head: embedding similarity with each label."""
+    if labels is None:
+        raise ValueError(f"{m.path} has no classification head: pass labels=[...] for zero-shot "
+                         "classification, or use a fine-tuned checkpoint (BertForSequenceClassification)")
+    if pairs is not None:
+        raise ValueError("text_pair needs a model with a classification head; zero-shot reads single texts")
+    if function_to_apply is not None:
+        raise ValueError("function_to_apply applies to a classification head's logits, not to zero-shot scores")
+    if len(labels) < 2:
+        raise ValueError(f"zero-shot needs at least 2 labels to choose between, found {labels!r}")
+    return zero_shot_scores(m, texts, labels, template=DEFAULT_TEMPLATE if template is None else template,
+                            **run)  # [N, K]
 
 
 def default_function(config) -> str:
@@ -248,47 +263,36 @@ def _encode(model: Model, texts, pairs, head, *, batch_size, max_length, truncat
     result is written back to its text's index. With long_text="window" a text becomes several
     windows, and its result is the mean of its windows' results.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, found {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     if long_text not in LONG_TEXT:
         raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT)}, found {long_text!r}")
     tok = model.tokenizer
     limit = tok.model_max_length if max_length is None else max_length
     model.tokenize([""], max_length=max_length)  # validates max_length against the model
-    lengths = np.asarray(tok.count_tokens(texts))  # [N] untruncated, special tokens included
-    if pairs is not None:
-        lengths = lengths + np.asarray(tok.count_tokens(pairs)) - 1  # one [CLS] for the pair
+    lengths = _token_counts(tok, texts, pairs)  # [N]
 
     if long_text == "window":
         if pairs is not None:
             raise ValueError('long_text="window" reads single texts; it cannot window text pairs')
-        units, owner = _windows(model, texts, limit, stride)  # windows as (ids), owner text index
+        units, owner = split_windows(tok, texts, limit, stride)  # windows as (ids), owner text index
         unit_lengths = np.asarray([len(u) for u in units])
     else:
         if not truncation:
-            too_long = np.flatnonzero(lengths > limit)
-            if len(too_long):
-                i = int(too_long[0])
-                raise ValueError(f"texts[{i}] is {lengths[i]} tokens, longer than the {limit} this model reads, "
-                                 f"and truncation=False ({len(too_long)} text(s) too long); use truncation=True "
-                                 'or long_text="window"')
+            _refuse_too_long(lengths, limit)
         units, owner, unit_lengths = None, np.arange(len(texts)), lengths
 
     # An empty text_pair reads as no pair, as in transformers' pipeline (its tokenizer, called on
     # one text, drops a falsy pair); such texts get batches of their own.
     no_pair = np.ones(len(unit_lengths), bool) if pairs is None else np.array([p == "" for p in pairs])
-    batches = []
-    for group in (np.flatnonzero(no_pair), np.flatnonzero(~no_pair)):
-        order = group[np.argsort(unit_lengths[group], kind="stable")]  # short to long
-        batches += [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     rows = [None] * len(unit_lengths)
+    batches = _length_sorted_batches(unit_lengths, no_pair, batch_size)
     with _progress_bar(len(batches), progress, desc) as bar:
         for idx in batches:
             if units is None:
                 batch = model.tokenize([texts[i] for i in idx],
                                        None if no_pair[idx[0]] else [pairs[i] for i in idx], max_length)
             else:
-                batch = _pad([units[i] for i in idx], tok.pad_token_id)
+                batch = pad([units[i] for i in idx], tok.pad_token_id)
             out = model(**batch)
             for i, row in zip(idx, head(out, batch)):
                 rows[i] = row
@@ -296,45 +300,41 @@ def _encode(model: Model, texts, pairs, head, *, batch_size, max_length, truncat
     rows = np.stack(rows).astype(np.float32)  # [units, D]
     if units is None:
         return rows
-    sums = np.zeros((len(texts), rows.shape[1]), dtype=np.float64)  # [N, D]
+    return _mean_per_text(rows, owner, len(texts))  # [N, D]
+
+
+def _token_counts(tok, texts, pairs) -> np.ndarray:
+    """[N] untruncated token counts, special tokens included (a pair shares one [CLS])."""
+    lengths = np.asarray(tok.count_tokens(texts))  # [N]
+    if pairs is not None:
+        lengths = lengths + np.asarray(tok.count_tokens(pairs)) - 1  # one [CLS] for the pair
+    return lengths
+
+
+def _refuse_too_long(lengths, limit):
+    too_long = np.flatnonzero(lengths > limit)
+    if len(too_long):
+        i = int(too_long[0])
+        raise ValueError(f"texts[{i}] is {lengths[i]} tokens, longer than the {limit} this model reads, "
+                         f"and truncation=False ({len(too_long)} text(s) too long); use truncation=True "
+                         'or long_text="window"')
+
+
+def _length_sorted_batches(lengths, no_pair, batch_size) -> list[np.ndarray]:
+    """Row indices in batches of <= batch_size, short to long, texts without a pair kept apart."""
+    batches = []
+    for group in (np.flatnonzero(no_pair), np.flatnonzero(~no_pair)):
+        order = group[np.argsort(lengths[group], kind="stable")]  # short to long
+        batches += [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return batches
+
+
+def _mean_per_text(rows, owner, n) -> np.ndarray:
+    """[W, D] window rows, [W] owner text index -> [n, D]: each text the mean of its windows."""
+    sums = np.zeros((n, rows.shape[1]), dtype=np.float64)  # [N, D]
     np.add.at(sums, owner, rows)
-    counts = np.bincount(owner, minlength=len(texts))[:, None]  # [N, 1]
-    return (sums / counts).astype(np.float32)  # each text: the mean of its windows
-
-
-def _windows(model: Model, texts, max_length, stride):
-    """Each text as [CLS] piece [SEP] windows of <= max_length tokens, consecutive pieces sharing `stride` tokens."""
-    tok = model.tokenizer
-    span = max_length - 2  # room for [CLS] and [SEP]
-    if span < 1:
-        raise ValueError(f"max_length {max_length} leaves no room for text between [CLS] and [SEP]")
-    if stride is None:
-        stride = span // 4
-    if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < span:
-        raise ValueError(f"stride (tokens shared by consecutive windows) must be an integer in [0, {span}) "
-                         f"for windows of {max_length} tokens, found {stride!r}")
-    cls_id, sep_id = tok.backend.token_to_id("[CLS]"), tok.backend.token_to_id("[SEP]")
-    units, owner = [], []
-    for i, enc in enumerate(tok.backend.encode_batch(texts, add_special_tokens=False)):
-        ids = enc.ids
-        start = 0
-        while True:
-            units.append([cls_id] + ids[start:start + span] + [sep_id])
-            owner.append(i)
-            if start + span >= len(ids):
-                break
-            start += span - stride
-    return units, np.asarray(owner)
-
-
-def _pad(id_lists, pad_id) -> Batch:
-    B, T = len(id_lists), max(len(ids) for ids in id_lists)
-    input_ids = np.full((B, T), pad_id, dtype=np.int64)  # [B, T]
-    attention_mask = np.zeros((B, T), dtype=np.int64)  # [B, T]
-    for b, ids in enumerate(id_lists):
-        input_ids[b, :len(ids)] = ids
-        attention_mask[b, :len(ids)] = 1
-    return Batch(input_ids, attention_mask, np.zeros((B, T), dtype=np.int64))
+    counts = np.bincount(owner, minlength=n)[:, None]  # [N, 1]
+    return (sums / counts).astype(np.float32)
 
 
 class _NoBar:
@@ -374,8 +374,16 @@ def _check_pairs(text_pair, texts, single):
 
 
 def _check_top_k(top_k):
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None (all labels), found {top_k!r}")
+    positive_int(top_k, "top_k", none_ok=True)  # None: every label
+
+
+def _check_function(function_to_apply):
+    if function_to_apply is None:
+        return None
+    function_to_apply = str(function_to_apply).lower()
+    if function_to_apply not in FUNCTIONS:
+        raise ValueError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, found {function_to_apply!r}")
+    return function_to_apply
 
 
 def _check_labels(labels) -> list[str]:

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers.processors import TemplateProcessing
 
 from .config import BertConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, positive_int
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -117,9 +117,7 @@ class Tokenizer:
                 raise ValueError(f"text_pairs has {len(pairs)} texts but texts has {len(texts)}; they must pair up")
         if max_length is None:
             max_length = self.model_max_length
-        elif not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
-            raise ValueError(f"max_length must be a positive integer, found {max_length!r}")
-        elif max_length > self.model_max_length:
+        elif positive_int(max_length, "max_length") > self.model_max_length:
             raise ValueError(f"max_length {max_length} exceeds what this model can read ({self.model_max_length} tokens)")
         if not texts:
             empty = np.zeros((0, 0), dtype=np.int64)
@@ -145,6 +143,10 @@ class Tokenizer:
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Untruncated token count of each text, special tokens included."""
         return [len(e.ids) for e in self.backend.encode_batch(texts, add_special_tokens=True)]
+
+    def piece_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids, untruncated and without [CLS] / [SEP]."""
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
 
 
 def wordpiece_from_vocab(vocab: Path, tok_config: dict) -> HFTokenizer:
