@@ -89,13 +89,16 @@ def bert_layer(hidden, mask_bias, w: W.Layer, config: BertConfig, ops, output_at
 
 
 def bert_encoder(hidden, mask_bias, w: W.Encoder, config: BertConfig, ops, output_hidden_states,
-                 output_attentions, record=NO_RECORD):
+                 output_attentions, record=NO_RECORD, layer_fn=None):
     # BertEncoder: the stack of L layers. [B, T, H] -> [B, T, H]
+    # layer_fn: the layer a family stacks instead of bert_layer (DistilBERT's TransformerBlock,
+    # MPNetLayer), same arguments and results.
+    layer_fn = layer_fn or bert_layer
     all_hidden = [hidden] if output_hidden_states else None
     all_probs = [] if output_attentions else None
     for i, layer in enumerate(w.layer):
-        hidden, probs = bert_layer(hidden, mask_bias, layer, config, ops, output_attentions,
-                                   record.scope(f"layer.{i}"))  # [B, T, H]
+        hidden, probs = layer_fn(hidden, mask_bias, layer, config, ops, output_attentions,
+                                 record.scope(f"layer.{i}"))  # [B, T, H]
         if output_hidden_states:
             all_hidden.append(hidden)
         if output_attentions:

@@ -260,9 +260,9 @@ def test_unknown_family_is_refused_by_name(family_factory, tmp_path, model_type)
 
 
 @pytest.mark.parametrize("family, architecture", [
-    ("roberta", "RobertaForTokenClassification"),
-    ("distilbert", "DistilBertForQuestionAnswering"),
-    ("electra", "ElectraForTokenClassification"),
+    ("roberta", "RobertaForMultipleChoice"),
+    ("distilbert", "DistilBertForMultipleChoice"),
+    ("electra", "ElectraForCausalLM"),
     ("mpnet", "MPNetForMultipleChoice"),
 ])
 def test_unsupported_head_is_refused_by_name(family_factory, tmp_path, family, architecture):

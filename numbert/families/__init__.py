@@ -69,6 +69,7 @@ def family_of(d: dict, source: str = "config.json") -> Family:
     runnable = (family.base, family.head) + (family.pretraining or ())
     for arch in d.get("architectures") or () if family.pretraining is not None else ():
         if arch not in runnable and head_for([arch], family.name) is None:
-            raise ConfigError(f"{source}: architectures lists {arch!r}; numbert runs {family.base} and "
-                              f"{family.head} (a {family.name} checkpoint with another task head cannot run)")
+            raise ConfigError(f"{source}: architectures lists {arch!r}; numbert runs {family.base}, {family.head} "
+                              "and the token-classification and question-answering heads (numbert.heads); "
+                              f"a {family.name} checkpoint with another task head cannot run")
     return family

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import modeling as M
 from .. import weights as W
 from ..config import ACTIVATIONS, BertConfig
 from ..modeling import ModelOutput
@@ -121,21 +122,6 @@ def transformer_block(hidden, mask_bias, w: TransformerBlock, config: BertConfig
     return out, probs
 
 
-def transformer(hidden, mask_bias, w: Transformer, config: BertConfig, ops, output_hidden_states,
-                output_attentions, record=NO_RECORD):
-    # Transformer: the stack of n_layers blocks. [B, T, H] -> [B, T, H]
-    all_hidden = [hidden] if output_hidden_states else None
-    all_probs = [] if output_attentions else None
-    for i, block in enumerate(w.layer):
-        hidden, probs = transformer_block(hidden, mask_bias, block, config, ops, output_attentions,
-                                          record.scope(f"layer.{i}"))  # [B, T, H]
-        if output_hidden_states:
-            all_hidden.append(hidden)
-        if output_attentions:
-            all_probs.append(probs)
-    return hidden, (tuple(all_hidden) if output_hidden_states else None), (tuple(all_probs) if output_attentions else None)
-
-
 def distilbert_classification_head(hidden, w: DistilBertWeights, ops, record=NO_RECORD):
     # DistilBertForSequenceClassification: first token -> pre_classifier -> ReLU -> classifier. [B, T, H] -> [B, C]
     first = hidden[:, 0]  # [B, H]
@@ -153,8 +139,10 @@ def distilbert_forward(input_ids, attention_mask, token_type_ids, w: DistilBertW
     hidden = distilbert_embeddings(input_ids, w.embeddings, config, ops, record.scope("embeddings"))  # [B, T, H]
     mask_bias = ops.attention_mask_bias(attention_mask)  # [B, 1, 1, T]
     record("extended_attention_mask", mask_bias)
-    hidden, all_hidden, all_probs = transformer(hidden, mask_bias, w.transformer, config, ops, output_hidden_states,
-                                                output_attentions, record.scope("transformer"))  # [B, T, H]
+    # Transformer: BertEncoder's loop over the TransformerBlocks
+    hidden, all_hidden, all_probs = M.bert_encoder(hidden, mask_bias, w.transformer, config, ops, output_hidden_states,
+                                                   output_attentions, record.scope("transformer"),
+                                                   layer_fn=transformer_block)  # [B, T, H]
     logits = (distilbert_classification_head(hidden, w, ops, record.scope("classifier"))
               if w.classifier is not None else None)  # [B, C]
     return ModelOutput(hidden, None, logits, all_hidden, all_probs)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -146,8 +147,8 @@ def mpnet_attention(hidden, mask_bias, position_bias, w: Attention, config: Bert
     return out, probs
 
 
-def mpnet_layer(hidden, mask_bias, position_bias, w: Layer, config: BertConfig, ops, output_attentions,
-                record=NO_RECORD):
+def mpnet_layer(hidden, mask_bias, w: Layer, config: BertConfig, ops, output_attentions, record=NO_RECORD, *,
+                position_bias):
     # MPNetLayer: attention, then BERT's feed-forward (BertIntermediate, BertOutput).
     attended, probs = mpnet_attention(hidden, mask_bias, position_bias, w.attention, config, ops, output_attentions,
                                       record.scope("attention"))  # [B, T, H]
@@ -159,16 +160,8 @@ def mpnet_encoder(hidden, mask_bias, w: Encoder, config: BertConfig, ops, output
                   record=NO_RECORD):
     # MPNetEncoder: one position bias for all layers, then the stack. [B, T, H] -> [B, T, H]
     position_bias = mpnet_position_bias(hidden.shape[1], w.relative_attention_bias.weight, record)  # [1, nh, T, T]
-    all_hidden = [hidden] if output_hidden_states else None
-    all_probs = [] if output_attentions else None
-    for i, layer in enumerate(w.layer):
-        hidden, probs = mpnet_layer(hidden, mask_bias, position_bias, layer, config, ops, output_attentions,
-                                    record.scope(f"layer.{i}"))  # [B, T, H]
-        if output_hidden_states:
-            all_hidden.append(hidden)
-        if output_attentions:
-            all_probs.append(probs)
-    return hidden, (tuple(all_hidden) if output_hidden_states else None), (tuple(all_probs) if output_attentions else None)
+    return M.bert_encoder(hidden, mask_bias, w, config, ops, output_hidden_states, output_attentions, record,
+                          layer_fn=partial(mpnet_layer, position_bias=position_bias))  # [B, T, H]
 
 
 def mpnet_forward(input_ids, attention_mask, token_type_ids, w: MPNetWeights, config: BertConfig, ops,
