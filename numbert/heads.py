@@ -75,7 +75,7 @@ class MaskedLMHead:  # BertForMaskedLM minus the base model
 def token_classification(hidden, w: TokenClassificationHead, ops, record=NO_RECORD):
     # BertForTokenClassification.classifier: one linear layer on every token. [B, T, H] -> [B, T, C]
     logits = ops.linear(hidden, w.classifier.weight, w.classifier.bias)  # [B, T, C]
-    record("logits", logits)
+    record("token_logits", logits)
     return logits
 
 

@@ -221,7 +221,17 @@ FAMILY_HEAD_STEPS = (  # RobertaClassificationHead (ELECTRA's, MPNet's), DistilB
     StepInfo("classifier.pre_classifier.dense", "Pre-classifier Linear Layer", "B H"),
     StepInfo("classifier.pre_classifier.intermediate_act_fn", "Pre-classifier ReLU", "B H"),
 )
-FAMILY_STEPS = FAMILY_MODEL_STEPS + MPNET_LAYER_STEPS + DISTILBERT_LAYER_STEPS + FAMILY_HEAD_STEPS
+# The task heads of numbert.heads, on every token of the encoder's output (V: the vocabulary).
+TASK_HEAD_STEPS = (
+    StepInfo("classifier.token_logits", "Token Classifier Linear Layer", "B T C"),
+    StepInfo("qa_outputs.start_logits", "Answer Start Logits (qa_outputs)", "B T"),
+    StepInfo("qa_outputs.end_logits", "Answer End Logits (qa_outputs)", "B T"),
+    StepInfo("cls.predictions.transform.dense_act", "Head Linear Layer + {act} Activation", "B T H"),
+    StepInfo("cls.predictions.transform.LayerNorm", "Head Layer Normalization", "B T H"),
+    StepInfo("cls.predictions.logits", "Vocabulary Logits (tied decoder)", "B T V",
+             inputs=("cls.predictions.transform.LayerNorm",)),
+)
+FAMILY_STEPS = FAMILY_MODEL_STEPS + MPNET_LAYER_STEPS + DISTILBERT_LAYER_STEPS + FAMILY_HEAD_STEPS + TASK_HEAD_STEPS
 FAMILY_CATALOGUE = {s.key: s for s in FAMILY_STEPS}
 ALL_STEPS = {**CATALOGUE, **FAMILY_CATALOGUE}  # what a trace of any family looks its steps up in
 LAYER_KEYS = frozenset(s.key for s in LAYER_STEPS + MPNET_LAYER_STEPS + DISTILBERT_LAYER_STEPS)
@@ -248,7 +258,11 @@ MODULES = (
     ("intermediate.", "BertIntermediate"),
     ("output.", "BertOutput"),
     ("pooler.", "BertPooler"),
+    ("classifier.token_logits", "Token Classifier"),
     ("classifier.", "Classifier"),
+    ("qa_outputs.", "Question Answering Outputs"),
+    ("cls.predictions.transform.", "BertPredictionHeadTransform"),
+    ("cls.predictions.", "BertLMPredictionHead"),
 )
 
 # The walkthrough's name of each activation function (numbert.config.ACTIVATIONS: hidden_act -> function).
