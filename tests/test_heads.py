@@ -146,3 +146,25 @@ def test_classes_cover_the_registry():
     assert head_for(["BertForSequenceClassification"]) is None and head_for(["BertModel"]) is None
     assert head_for(["RobertaForMaskedLM"], "roberta") is None  # BERT's cls.predictions only
     assert head_for(["RobertaForTokenClassification"], "roberta") is HEADS["token-classification"]
+
+
+@pytest.mark.parametrize("task, steps", [
+    ("token-classification", ["classifier.token_logits"]),
+    ("question-answering", ["qa_outputs.start_logits", "qa_outputs.end_logits"]),
+    ("masked-lm", ["cls.predictions.transform.dense_act", "cls.predictions.transform.LayerNorm",
+                   "cls.predictions.logits"]),
+])
+def test_trace_shows_the_head(checkpoints, task, steps):
+    """The trace records the head's steps after the encoder, each in the catalogue with its axes, and
+    the last one is the head's output."""
+    from numbert.trace.catalogue import ALL_STEPS
+
+    model = numbert.load(checkpoints(task, 0), backend="numpy")
+    t = numbert.trace(["Paris is nice.", "x"], model)
+    assert t.names()[-len(steps):] == steps
+    arrays = {s.name: s.array for s in t.steps}
+    for name in steps:
+        assert len(ALL_STEPS[name].axes.split()) == arrays[name].ndim, name
+    out = model(**model.tokenize(["Paris is nice.", "x"]))
+    last = out.end_logits if task == "question-answering" else out.logits
+    assert max_diff_at_tokens(arrays[steps[-1]], last, t.batch.attention_mask) <= TOL
