@@ -11,6 +11,7 @@ order. Shapes: N texts, B batch, T tokens, H hidden, D embedding, C labels, K ze
 from __future__ import annotations
 
 import sys
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -35,6 +36,7 @@ LONG_TEXT = ("truncate", "window")
 
 _MODELS: OrderedDict = OrderedDict()  # (name, revision, backend) -> Model, most recent last
 MODEL_CACHE_SIZE = 4
+_MODELS_LOCK = threading.Lock()
 
 
 def get_model(model=None, *, backend=None, revision=None) -> Model:
@@ -43,21 +45,25 @@ def get_model(model=None, *, backend=None, revision=None) -> Model:
         return model
     name = DEFAULT_MODEL if model is None else model
     key = (str(name), revision, backend)
-    if key in _MODELS:
-        _MODELS.move_to_end(key)
-        return _MODELS[key]
+    with _MODELS_LOCK:  # threads share the cache: look up, reorder and evict as one step
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key]
     kwargs = {"revision": revision}
     if backend is not None:
         kwargs["backend"] = backend
-    loaded = load(name, **kwargs)
-    _MODELS[key] = loaded
-    while len(_MODELS) > MODEL_CACHE_SIZE:
-        _MODELS.popitem(last=False)
+    loaded = load(name, **kwargs)  # outside the lock: a slow load does not hold up other models
+    with _MODELS_LOCK:
+        loaded = _MODELS.setdefault(key, loaded)  # two threads loading one model: both get the first
+        _MODELS.move_to_end(key)
+        while len(_MODELS) > MODEL_CACHE_SIZE:
+            _MODELS.popitem(last=False)
     return loaded
 
 
 def clear_model_cache():
-    _MODELS.clear()
+    with _MODELS_LOCK:
+        _MODELS.clear()
 
 
 def has_head(model: Model) -> bool:
@@ -269,6 +275,7 @@ def _encode(model: Model, texts, pairs, head, *, batch_size, max_length, truncat
     tok = model.tokenizer
     limit = tok.model_max_length if max_length is None else max_length
     model.tokenize([""], max_length=max_length)  # validates max_length against the model
+    tok.check_room(limit, pair=pairs is not None and any(pairs))
     lengths = _token_counts(tok, texts, pairs)  # [N]
 
     if long_text == "window":

@@ -9,6 +9,8 @@ sequence, truncated longest-first to min(model_max_length, max_position_embeddin
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,19 +53,44 @@ class Batch(Mapping):
 def check_texts(texts, name="texts") -> list[str]:
     """A list of str from a str or a sequence of str; TypeError naming the first bad index."""
     if isinstance(texts, str):
-        return [texts]
-    if texts is None or not hasattr(texts, "__iter__"):
+        texts = [texts]
+    elif isinstance(texts, (bytes, bytearray, memoryview)):  # iterating would give ints
+        raise TypeError(f"{name} must be a str or a list of str, found {type(texts).__name__}: decode it first "
+                        "(e.g. .decode('utf-8'))")
+    elif isinstance(texts, Mapping):  # iterating would give its keys, silently
+        raise TypeError(f"{name} must be a str or a list of str, found {type(texts).__name__}: pass "
+                        "list(d.values()) for its values or list(d) for its keys")
+    elif texts is None or not hasattr(texts, "__iter__"):
         raise TypeError(f"{name} must be a str or a list of str, found {type(texts).__name__}")
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{name}[{i}] is {type(t).__name__} ({t!r:.40}), expected str")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: the tokenizer would fail with a type error
+            raise ValueError(f"{name}[{i}] holds a lone surrogate {t[e.start]!r} at character {e.start}, which is "
+                             "not text (often undecodable bytes read with errors='surrogateescape'); decode the "
+                             "input as UTF-8, or replace the character") from None
     return texts
 
 
 class Tokenizer:
+    """A checkpoint's tokenizer, safe to call from many threads at once.
+
+    `tokenizers` keeps truncation and padding as settings *on the tokenizer object*. Setting them
+    per call on one shared object let concurrent calls overwrite each other's settings mid-call
+    (ragged batches, texts cut at another call's max_length). So `self.backend` is never changed
+    after __init__ (it neither truncates nor pads), and each max_length gets its own copy, set up
+    once when made and only read afterwards (`_encoder`).
+    """
+
+    ENCODERS_KEPT = 8  # copies kept, one per recent max_length (each a few MB for a 30k vocabulary)
+
     def __init__(self, backend: HFTokenizer, model_max_length: int, pad_token: str = "[PAD]"):
         self.backend = backend
+        self._encoders: OrderedDict = OrderedDict()  # max_length -> configured copy, most recent last
+        self._encoders_lock = threading.Lock()
         self.model_max_length = model_max_length
         self.pad_token = pad_token
         self.pad_token_id = backend.token_to_id(pad_token)
@@ -119,26 +146,48 @@ class Tokenizer:
             max_length = self.model_max_length
         elif positive_int(max_length, "max_length") > self.model_max_length:
             raise ValueError(f"max_length {max_length} exceeds what this model can read ({self.model_max_length} tokens)")
+        self.check_room(max_length, pair=pairs is not None)
         if not texts:
             empty = np.zeros((0, 0), dtype=np.int64)
             return Batch(empty, empty.copy(), empty.copy(), [])
 
-        self.backend.enable_truncation(max_length, strategy="longest_first")
-        self.backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token, pad_type_id=0)
         try:
             inputs = list(zip(texts, pairs)) if pairs is not None else texts
-            encodings = self.backend.encode_batch(inputs, add_special_tokens=True)
-        except Exception as e:  # e.g. max_length too short for the special tokens
+            encodings = self._encoder(max_length).encode_batch(inputs, add_special_tokens=True)
+        except Exception as e:
             raise ValueError(f"cannot tokenize with max_length={max_length}: {e}") from None
-        finally:
-            self.backend.no_padding()
-            self.backend.no_truncation()
         return Batch(
             input_ids=np.array([e.ids for e in encodings], dtype=np.int64),  # [B, T]
             attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),  # [B, T]
             token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),  # [B, T]
             tokens=[e.tokens for e in encodings],
         )
+
+    def check_room(self, max_length: int, pair: bool = False):
+        """Refuse a max_length too short to hold the special tokens ([CLS] a [SEP], [CLS] a [SEP] b [SEP]).
+
+        Below that, `tokenizers` (and transformers' AutoTokenizer with it) silently does not truncate
+        at all: max_length=1 would read a 1,000-word text whole.
+        """
+        special = self.backend.num_special_tokens_to_add(pair)
+        if max_length < special:
+            form = "[CLS] text [SEP] pair [SEP]" if pair else "[CLS] text [SEP]"
+            raise ValueError(f"max_length={max_length} is too short: each {'text pair' if pair else 'text'} needs "
+                             f"{special} special tokens ({form}); give max_length >= {special}")
+
+    def _encoder(self, max_length: int) -> HFTokenizer:
+        """A private copy of the backend that truncates (longest first) at max_length and pads to the longest."""
+        with self._encoders_lock:
+            encoder = self._encoders.get(max_length)
+            if encoder is None:
+                encoder = HFTokenizer.from_str(self.backend.to_str())
+                encoder.enable_truncation(max_length, strategy="longest_first")
+                encoder.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token, pad_type_id=0)
+                self._encoders[max_length] = encoder
+                while len(self._encoders) > self.ENCODERS_KEPT:  # a caller still holding one keeps it alive
+                    self._encoders.popitem(last=False)
+            self._encoders.move_to_end(max_length)
+            return encoder
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Untruncated token count of each text, special tokens included."""

@@ -1,0 +1,110 @@
+"""Reliability (issue 10): threads sharing a model, an unanswering Hub, max_length below the
+special tokens, odd inputs, unreadable files, --json that stays JSON.
+
+Each test reproduces a failure seen before its fix.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import numbert
+from numbert import api
+
+from conftest import CORPUS
+
+THREADS = 8
+CALLS_PER_THREAD = 16  # 128 concurrent calls
+# Texts from 1 to ~60 tokens, so that max_length 5, 8, 16 and the model's 64 each truncate differently.
+THREAD_TEXTS = [" ".join(CORPUS[:n])[:40 * n] for n in range(1, 12)] + ["good " * n for n in range(1, 30, 3)]
+MAX_LENGTHS = (None, 5, 8, 16)
+
+
+@pytest.fixture(scope="module")
+def head_folder(checkpoint_factory):
+    return checkpoint_factory(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"})
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(checkpoint_factory):
+    return checkpoint_factory(seed=5)
+
+
+def _jobs(head_model, encoder_model):
+    """Calls mixing classify / embed / tokenize and every max_length, each a function of nothing."""
+    jobs = []
+    for i in range(THREADS * CALLS_PER_THREAD):
+        ml = MAX_LENGTHS[i % len(MAX_LENGTHS)]
+        kind = (i // len(MAX_LENGTHS)) % 3
+        if kind == 0:
+            jobs.append(lambda ml=ml: numbert.classify(THREAD_TEXTS, head_model, top_k=None, max_length=ml,
+                                                       batch_size=7))
+        elif kind == 1:
+            jobs.append(lambda ml=ml: numbert.embed(THREAD_TEXTS, encoder_model, max_length=ml, batch_size=5))
+        else:
+            jobs.append(lambda ml=ml: dict(head_model.tokenize(THREAD_TEXTS, max_length=ml)))
+    return jobs
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    if isinstance(a, dict) and all(isinstance(v, np.ndarray) for v in a.values()):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _run_concurrently(jobs, threads=THREADS):
+    """Run jobs on `threads` threads started together; (results in job order, errors)."""
+    results, errors = [None] * len(jobs), []
+    start = threading.Barrier(threads)
+
+    def worker(k):
+        start.wait()
+        for j in range(k, len(jobs), threads):
+            try:
+                results[j] = jobs[j]()
+            except Exception as e:  # noqa: BLE001 -- every failure is a finding
+                errors.append((j, f"{type(e).__name__}: {e}"[:200]))
+
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in workers), "a worker thread is still running after 600 s"
+    return results, errors
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_threads_sharing_a_model_equal_a_serial_run(head_folder, encoder_folder, backend):
+    """Issue 10 item 1: 128 calls from 8 threads, mixed max_length, equal to the serial results exactly."""
+    if backend == "numba":
+        pytest.importorskip("numbert.kernels")
+    head_model = numbert.load(head_folder, backend=backend)
+    encoder_model = numbert.load(encoder_folder, backend=backend)
+    jobs = _jobs(head_model, encoder_model)
+    serial = [job() for job in jobs]
+    results, errors = _run_concurrently(jobs)
+    assert not errors, f"{len(errors)} of {len(jobs)} concurrent calls raised: {errors[:3]}"
+    wrong = [j for j in range(len(jobs)) if not _same(results[j], serial[j])]
+    assert not wrong, f"{len(wrong)} of {len(jobs)} concurrent calls differ from the serial run (jobs {wrong[:10]})"
+
+
+def test_threads_loading_by_name_share_the_model_cache(head_folder):
+    """The api's model cache is shared by threads: every thread gets a working model, none a KeyError."""
+    api.clear_model_cache()
+    # 6 keys (the revision is part of the key; a local folder ignores it) churn a cache of 4
+    jobs = [lambda i=i: numbert.classify("Beautiful is better than ugly.", str(head_folder), backend="numpy",
+                                         revision=f"r{i % 6}")
+            for i in range(48)]
+    serial = [job() for job in jobs]
+    api.clear_model_cache()
+    results, errors = _run_concurrently(jobs)
+    assert not errors, errors[:3]
+    assert results == serial
+    assert len(api._MODELS) <= api.MODEL_CACHE_SIZE
+    api.clear_model_cache()
