@@ -400,3 +400,13 @@ def test_trace_prints_and_checks_against_torch(family_factory, family):
         assert t.check.steps["encoder.position_bias"].max_abs_diff is not None
     if family == "electra":
         assert t["embeddings_project"].shape[-1] == 32 and t["embeddings.LayerNorm"].shape[-1] == 16
+
+
+@pytest.mark.parametrize("family", ["distilbert", "mpnet"])
+def test_trace_page_draws_the_family_attention(family_factory, family):
+    """The page's heatmaps read the family's own probabilities step (transformer.layer.N.attention.probs ...)."""
+    t = numbert.trace(["I love cats!"], family_factory(family))
+    page = t.to_html()
+    layers, heads = t.config.num_hidden_layers, t.config.num_attention_heads
+    assert page.count("<figure>") == layers * heads
+    assert ("attention.attn.probs" if family == "mpnet" else "attention.probs") in page

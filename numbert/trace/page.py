@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .catalogue import CATALOGUE, LAYER_KEYS, RESIDUALS, STEPS, full_name
+from .catalogue import ALL_STEPS, CATALOGUE, LAYER_KEYS, RESIDUALS, STEPS, full_name
 from .core import Recording, fmt_shape, token_mask
 
 # ---------------------------------------------------------------- small helpers
@@ -172,6 +172,12 @@ def svg_flow(trace: Recording) -> str:
 HEATMAP = next(s.key for s in STEPS if s.heatmap)  # the attention probabilities
 
 
+def heatmap_key(trace: Recording) -> str:
+    """The attention probabilities' step in this trace: BERT's, or the family's (MPNet's attention.attn.probs ...)."""
+    return next((s.key for s in trace.steps if s.layer is not None and s.key in ALL_STEPS and ALL_STEPS[s.key].heatmap),
+                HEATMAP)
+
+
 def svg_heatmap(probs: np.ndarray, tokens: list[str], title: str) -> str:
     """probs [T, T] (query rows, key columns) with the tokens on both axes."""
     T = len(tokens)
@@ -203,8 +209,9 @@ def svg_heatmap(probs: np.ndarray, tokens: list[str], title: str) -> str:
 def attention_section(trace: Recording) -> str:
     L, nh = trace.config.num_hidden_layers, trace.config.num_attention_heads
     mask = trace.batch.attention_mask.astype(bool)
+    key = heatmap_key(trace)
     out = ['<section id="attention"><h2>Attention, layer by layer and head by head</h2>',
-           f'<p class="note">Each square is one head\'s <code>{HEATMAP}</code>: row = the token '
+           f'<p class="note">Each square is one head\'s <code>{key}</code>: row = the token '
            'that looks (query), column = the token looked at (key); darker = more attention. Each row sums to 1. '
            'Padding is left out.</p>']
     shown = trace.layers or list(range(1, L + 1))
@@ -220,7 +227,7 @@ def attention_section(trace: Recording) -> str:
         tokens = [trace.tokens[b][t] for t in keep] if trace.tokens else [str(t) for t in keep]
         out.append(f'<div class="pane" id="attention-text-{b}">')
         for layer in shown:
-            probs = trace[full_name(HEATMAP, layer - 1)][b]  # [nh, T, T]
+            probs = trace[full_name(key, layer - 1)][b]  # [nh, T, T]
             out.append(f'<div class="attn-layer" id="attention-{b}-layer-{layer}"><h4>BERT LAYER {layer}</h4>'
                        '<div class="heads">')
             for h in range(nh):
