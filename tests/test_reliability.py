@@ -108,3 +108,61 @@ def test_threads_loading_by_name_share_the_model_cache(head_folder):
     assert results == serial
     assert len(api._MODELS) <= api.MODEL_CACHE_SIZE
     api.clear_model_cache()
+
+
+# ------------------------------------------------------------------- max_length below the special tokens (item 5)
+
+def test_max_length_below_the_special_tokens_is_refused_by_name(head_folder):
+    """tokenizers (and transformers' AutoTokenizer) silently skip truncation there: 1,000 words read whole."""
+    model = numbert.load(head_folder, backend="numpy")
+    long = "Beautiful is better than ugly. " * 200
+    with pytest.raises(ValueError, match=r"max_length=1 is too short: each text needs 2 special tokens"):
+        model.tokenize([long], max_length=1)
+    with pytest.raises(ValueError, match=r"max_length=2 is too short: each text pair needs 3 special tokens"):
+        model.tokenize([long], ["a pair"], max_length=2)
+    with pytest.raises(ValueError, match=r"max_length=1 is too short"):
+        numbert.classify([long], model, max_length=1)
+    with pytest.raises(ValueError, match=r"max_length=1 is too short"):
+        numbert.embed("short", model, max_length=1)
+    with pytest.raises(ValueError, match=r"max_length=2 is too short: each text pair"):
+        numbert.classify([long], model, text_pair=["a pair"], max_length=2)
+
+
+def test_max_length_at_the_special_tokens_truncates_as_transformers(head_folder):
+    import transformers
+
+    model = numbert.load(head_folder, backend="numpy")
+    tok = transformers.AutoTokenizer.from_pretrained(str(head_folder))
+    long = "Beautiful is better than ugly. " * 200
+    for texts, pairs, max_length in (([long, "a"], None, 2), ([long, "a"], None, 3), ([long, "a"], ["b c", long], 3),
+                                     ([long, "a"], ["b c", long], 4)):
+        ours = model.tokenize(texts, pairs, max_length=max_length)
+        theirs = tok(texts, pairs, max_length=max_length, truncation=True, padding=True, return_tensors="np")
+        assert ours.input_ids.shape[1] == max_length
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=f"{key}, max_length={max_length}")
+    assert numbert.classify([long], model, max_length=2)[0]["label"] in ("neg", "neu", "pos")
+
+
+# ------------------------------------------------------------------- inputs refused by name (item 7)
+
+@pytest.mark.parametrize("texts, message", [
+    (b"hello", r"texts must be a str or a list of str, found bytes: decode it first"),
+    (bytearray(b"hello"), r"found bytearray: decode it first"),
+    ({"a": "good", "b": "bad"}, r"texts must be a str or a list of str, found dict: pass list\(d.values\(\)\)"),
+])
+def test_bytes_and_dicts_are_refused_by_name(head_folder, texts, message):
+    model = numbert.load(head_folder, backend="numpy")
+    for call in (numbert.classify, numbert.embed, model.tokenize):
+        with pytest.raises(TypeError, match=message):
+            call(texts, model) if call is not model.tokenize else call(texts)
+
+
+def test_a_lone_surrogate_names_the_text_and_the_character(head_folder):
+    model = numbert.load(head_folder, backend="numpy")
+    texts = ["fine", "also fine", "bad \ud800 here"]
+    for call in (lambda: numbert.classify(texts, model), lambda: numbert.embed(texts, model),
+                 lambda: model.tokenize(texts), lambda: numbert.classify("x", model, text_pair="\udcff")):
+        with pytest.raises(ValueError, match=r"(texts\[2\]|text_pair\[0\]) holds a lone surrogate "
+                                             r"'\\ud(800|cff)' at character (4|0)\b"):
+            call()
