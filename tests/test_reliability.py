@@ -6,7 +6,13 @@ Each test reproduces a failure seen before its fix.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -166,3 +172,72 @@ def test_a_lone_surrogate_names_the_text_and_the_character(head_folder):
         with pytest.raises(ValueError, match=r"(texts\[2\]|text_pair\[0\]) holds a lone surrogate "
                                              r"'\\ud(800|cff)' at character (4|0)\b"):
             call()
+
+
+# ------------------------------------------------------------------- a Hub that never answers (item 3)
+
+@contextlib.contextmanager
+def silent_listener(lifetime=120.0):
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte (a hung proxy).
+
+    Yields (port, accepted sockets). Its thread stops by itself after `lifetime` seconds, or when the block ends.
+    """
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        deadline = time.monotonic() + lifetime
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                accepted.append(server.accept()[0])
+            except socket.timeout:
+                pass
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+
+
+def _numbert_against(port, tmp_path, args, timeout=90):
+    """Run the CLI with the Hub at the silent listener (network allowed, empty cache); (result, seconds)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") and "proxy" not in k.lower()}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HUB_CACHE=str(tmp_path / "hub"),
+               NUMBERT_HUB_TIMEOUT="2", HF_HUB_DISABLE_TELEMETRY="1")
+    started = time.monotonic()
+    try:
+        result = subprocess.run([sys.executable, "-m", "numbert", *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"numbert {' '.join(args)} was still waiting on the silent Hub after {timeout} s")
+    return result, time.monotonic() - started
+
+
+def test_default_model_does_not_wait_on_a_silent_hub(minilm_path, tmp_path):
+    """The installed offline package wins without any network call."""
+    with silent_listener() as (port, accepted):
+        r, _ = _numbert_against(port, tmp_path, ["classify", "--backend", "numpy", "I love cats!"])
+        assert r.returncode == 0, r.stderr
+        assert "positive" in r.stdout
+        assert accepted == [], "numbert connected to the Hub although the offline package was installed"
+
+
+def test_a_download_from_a_silent_hub_times_out_with_a_clear_message(tmp_path):
+    with silent_listener() as (port, accepted):
+        r, seconds = _numbert_against(port, tmp_path, ["info", "numbert-tests/not-cached-anywhere"])
+        assert accepted, "the Hub was never asked"
+    assert r.returncode == 1, r.stderr
+    assert f"Hugging Face Hub: no answer from http://127.0.0.1:{port} for 2 s while fetching " \
+           "numbert-tests/not-cached-anywhere; gave up (set NUMBERT_HUB_TIMEOUT to wait longer" in r.stderr
+    assert seconds < 60
