@@ -180,15 +180,21 @@ def _flip(bits):  # int32 -> int32
 
 
 @jit
-def _masked_exp_(row, bias, scale):  # [L] scores in place -> exp(scores - max), bias [L] -> 1 / their sum
-    # softmax without its last division: the caller scales the context sums (4 x hs numbers)
-    # instead of the L probabilities.
+def _masked_exp_(row, bias, pbias, scale):  # [L] scores in place -> exp(scores - max), bias [L], pbias [L] or [0]
+    # -> 1 / the sum of the exps. A softmax without its last division: the caller scales the
+    # context sums (4 x hs numbers) instead of the L probabilities.
     L = row.shape[0]
     top = np.int32(-2147483648)
-    for j in range(L):  # scale, mask, row max
-        x = row[j] * scale + bias[j]
-        row[j] = x
-        top = max(top, _flip(np.float32(x).view(np.int32)))
+    if pbias.shape[0] > 0:  # MPNet: the position bias goes on the scaled scores, before the mask
+        for j in range(L):
+            x = (row[j] * scale + pbias[j]) + bias[j]
+            row[j] = x
+            top = max(top, _flip(np.float32(x).view(np.int32)))
+    else:
+        for j in range(L):  # scale, mask, row max
+            x = row[j] * scale + bias[j]
+            row[j] = x
+            top = max(top, _flip(np.float32(x).view(np.int32)))
     m = np.int32(_flip(top)).view(np.float32)
     total = f32(0.0)
     for j in range(L):
@@ -199,10 +205,13 @@ def _masked_exp_(row, bias, scale):  # [L] scores in place -> exp(scores - max),
 
 
 @pjit
-def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
-    # q, k, v [B, T, H] (any strides), bias [B, T], lengths [B] -> out [B, T, H], probs [B, nh, T, T]
+def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_probs):
+    # q, k, v [B, T, H] (any strides), bias [B, T], pbias [1 or B, nh, T, T] or empty, lengths [B]
+    # -> out [B, T, H], probs [B, nh, T, T]
     B, T, H = q.shape
     hs = H // nh
+    has_pbias = pbias.shape[0] > 0
+    no_pbias = np.empty(0, f32)
     for task in prange(B * nh):
         b = task // nh
         h = task % nh
@@ -215,7 +224,9 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
                 for j in range(j0, min(j0 + 16, L)):
                     kt[d, j] = k[b, j, o + d]
                     vt[d, j] = v[b, j, o + d]
-        bias_b = bias[b, :L]  # [L]
+        bias_b = np.empty(L, f32)  # [L] this sequence's mask bias, contiguous (a typed-contiguous row vectorises)
+        for j in range(L):
+            bias_b[j] = bias[b, j]
         qb = np.empty((QB, hs), f32)  # one block of queries, contiguous
         s = np.empty((QB, L), f32)  # their scores, then exp(scores - row max)
         inv = np.empty(QB, f32)  # 1 / the sums of those rows
@@ -231,7 +242,11 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
                 for r in range(n):
                     _scores1(qb[r], kt, s[r])
             for r in range(n):
-                inv[r] = _masked_exp_(s[r], bias_b, scale)
+                if has_pbias:
+                    pb = b if pbias.shape[0] > 1 else 0
+                    inv[r] = _masked_exp_(s[r], bias_b, pbias[pb, h, i + r, :L], scale)
+                else:
+                    inv[r] = _masked_exp_(s[r], bias_b, no_pbias, scale)
             if n == QB:
                 _context4(s, inv, vt, out, b, i, o)
             else:
@@ -246,8 +261,8 @@ def _attention_heads(q, k, v, bias, lengths, nh, scale, out, probs, want_probs):
             i += n
 
 
-def attention(q, k, v, mask_bias, num_heads, output_attentions=False):
-    # [B, T, H] x3, [B, 1, 1, T], int -> context [B, T, H], probs [B, nh, T, T] or None
+def attention(q, k, v, mask_bias, num_heads, output_attentions=False, position_bias=None):
+    # [B, T, H] x3, [B, 1, 1, T], int, [1 or B, nh, T, T] or None -> context [B, T, H], probs [B, nh, T, T] or None
     B, T, H = q.shape
     nh, hs = num_heads, H // num_heads
     bias = np.ascontiguousarray(np.broadcast_to(mask_bias, (B, 1, 1, T)), dtype=f32).reshape(B, T)  # [B, T]
@@ -258,5 +273,11 @@ def attention(q, k, v, mask_bias, num_heads, output_attentions=False):
     probs = np.empty((B, nh, T, T) if output_attentions else (0, 0, 0, 0), f32)
     # The reference divides the scores by sqrt(hs); multiplying by its float32 inverse
     # differs by at most an ulp (and not at all when hs is a power of 4, as 64 is).
-    _attention_heads(q, k, v, bias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions)
+    if position_bias is None:
+        pbias = np.empty((0, 0, 0, 0), f32)
+    else:
+        pbias = np.ascontiguousarray(position_bias, dtype=f32)  # [1 or B, nh, T, T]
+        if pbias.ndim != 4 or pbias.shape[0] not in (1, B) or pbias.shape[1:] != (nh, T, T):
+            raise ValueError(f"position_bias has shape {list(pbias.shape)}, expected [1 or {B}, {nh}, {T}, {T}]")
+    _attention_heads(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions)
     return out, (probs if output_attentions else None)
