@@ -25,6 +25,9 @@ from .errors import CheckpointError, positive_int
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+BPE_FILES = ("vocab.json", "merges.txt")  # RoBERTa's byte-level BPE, as transformers' RobertaTokenizer reads them
+# The families whose tokenizers read pairs as <s> A </s></s> B </s> and pad with <pad> (numbert.families)
+FAIRSEQ_FAMILIES = ("roberta", "xlm-roberta", "mpnet")
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,17 +125,23 @@ class Tokenizer:
                 backend = HFTokenizer.from_file(str(folder / TOKENIZER_FILE))
             except Exception as e:  # tokenizers raises a bare Exception on a bad file
                 raise CheckpointError(f"{folder / TOKENIZER_FILE}: unreadable tokenizer ({e})") from None
+        elif all((folder / name).is_file() for name in BPE_FILES):
+            backend = byte_level_bpe_from_files(folder / BPE_FILES[0], folder / BPE_FILES[1], tok_config)
         elif (folder / VOCAB_FILE).is_file():
-            backend = wordpiece_from_vocab(folder / VOCAB_FILE, tok_config)
+            backend = wordpiece_from_vocab(folder / VOCAB_FILE, tok_config,
+                                           fairseq=config.model_type in FAIRSEQ_FAMILIES)  # MPNet's vocab.txt
         else:
-            raise CheckpointError(f"{folder}: no {TOKENIZER_FILE} or {VOCAB_FILE}; numbert needs one of them to tokenize")
+            raise CheckpointError(f"{folder}: no {TOKENIZER_FILE}, {VOCAB_FILE} or {' + '.join(BPE_FILES)}; numbert "
+                                  "needs one of them to tokenize (a SentencePiece .model file alone is not read: "
+                                  "save the tokenizer with transformers to get tokenizer.json)")
         # transformers' AutoTokenizer takes model_max_length from tokenizer_config.json; without
         # one it would not truncate at all, but the model cannot read past its position table.
         # (config.max_tokens: the position table's rows, less RoBERTa's and MPNet's offset)
         model_max_length = int(min(tok_config.get("model_max_length", config.max_tokens), config.max_tokens))
-        pad_token = tok_config.get("pad_token", "[PAD]")
+        default_pad = "<pad>" if config.model_type in FAIRSEQ_FAMILIES else "[PAD]"  # the tokenizer classes' default
+        pad_token = tok_config.get("pad_token", default_pad)
         if isinstance(pad_token, dict):  # AddedToken serialised as a dict
-            pad_token = pad_token.get("content", "[PAD]")
+            pad_token = pad_token.get("content", default_pad)
         return cls(backend, model_max_length, pad_token)
 
     def __call__(self, texts, text_pairs=None, max_length=None) -> Batch:
@@ -197,22 +206,32 @@ class Tokenizer:
         """Each text's token ids, untruncated and without [CLS] / [SEP]."""
         return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
 
+    def special_ids(self) -> tuple[list[int], list[int]]:
+        """The ids the post-processor puts before and after one text: ([CLS], [SEP]) or RoBERTa's (<s>, </s>)."""
+        e = self.backend.encode("a", add_special_tokens=True)
+        first = e.special_tokens_mask.index(0)  # the text's first token
+        last = len(e.ids) - e.special_tokens_mask[::-1].index(0)  # one past its last
+        return e.ids[:first], e.ids[last:]
 
-def wordpiece_from_vocab(vocab: Path, tok_config: dict) -> HFTokenizer:
+
+def wordpiece_from_vocab(vocab: Path, tok_config: dict, fairseq: bool = False) -> HFTokenizer:
     """The BERT WordPiece pipeline for a checkpoint that ships only vocab.txt.
 
     The same pipeline transformers' converter builds from a slow BertTokenizer: BertNormalizer
     (clean text, split CJK, lowercase and strip accents if uncased), BertPreTokenizer,
-    WordPiece, [CLS] ... [SEP] template.
+    WordPiece, [CLS] ... [SEP] template. fairseq (MPNet's MPNetTokenizer): <s> A </s></s> B </s>.
     """
     from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.processors import RobertaProcessing
 
     lowercase = bool(tok_config.get("do_lower_case", True))
+    cls_token, sep_token, pad_token, mask_token = (("<s>", "</s>", "<pad>", "<mask>") if fairseq
+                                                   else ("[CLS]", "[SEP]", "[PAD]", "[MASK]"))
     try:
         wrapper = BertWordPieceTokenizer(
             str(vocab),
             unk_token=tok_config.get("unk_token", "[UNK]") if isinstance(tok_config.get("unk_token", "[UNK]"), str) else "[UNK]",
-            sep_token="[SEP]", cls_token="[CLS]", pad_token="[PAD]", mask_token="[MASK]",
+            sep_token=sep_token, cls_token=cls_token, pad_token=pad_token, mask_token=mask_token,
             clean_text=True,
             handle_chinese_chars=bool(tok_config.get("tokenize_chinese_chars", True)),
             strip_accents=tok_config.get("strip_accents"),
@@ -220,4 +239,31 @@ def wordpiece_from_vocab(vocab: Path, tok_config: dict) -> HFTokenizer:
         )
     except Exception as e:
         raise CheckpointError(f"{vocab}: cannot build a WordPiece tokenizer ({e})") from None
+    if fairseq:
+        backend = wrapper._tokenizer
+        backend.post_processor = RobertaProcessing((sep_token, backend.token_to_id(sep_token)),
+                                                   (cls_token, backend.token_to_id(cls_token)))
     return wrapper._tokenizer
+
+
+def byte_level_bpe_from_files(vocab: Path, merges: Path, tok_config: dict) -> HFTokenizer:
+    """RoBERTa's byte-level BPE for a checkpoint that ships vocab.json + merges.txt (no tokenizer.json).
+
+    As transformers' RobertaTokenizer builds it: ByteLevel pre-tokenizer (add_prefix_space from
+    tokenizer_config.json, default False), BPE, <s> A </s></s> B </s> (RobertaProcessing).
+    """
+    from tokenizers.implementations import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+
+    add_prefix_space = bool(tok_config.get("add_prefix_space", False))
+    try:
+        backend = ByteLevelBPETokenizer(str(vocab), str(merges), add_prefix_space=add_prefix_space)._tokenizer
+    except Exception as e:
+        raise CheckpointError(f"{vocab}, {merges}: cannot build a byte-level BPE tokenizer ({e})") from None
+    specials = [t for t in ("<s>", "<pad>", "</s>", "<unk>", "<mask>") if backend.token_to_id(t) is not None]
+    backend.add_special_tokens(specials)  # so that "<mask>" in a text is one token, as transformers reads it
+    if backend.token_to_id("<s>") is None or backend.token_to_id("</s>") is None:
+        raise CheckpointError(f"{vocab}: no <s> / </s> tokens for RoBERTa's <s> A </s> template")
+    backend.post_processor = RobertaProcessing(("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>")),
+                                               trim_offsets=True, add_prefix_space=add_prefix_space)
+    return backend

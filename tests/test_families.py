@@ -83,6 +83,44 @@ def test_tokenizer_matches_auto_tokenizer(family_factory, family, pairs):
         assert not model.tokenize(TOK_TEXTS, second).token_type_ids.any()
 
 
+def write_vocab_files(folder, family):
+    """Replace tokenizer.json by the files a slow tokenizer ships: vocab.json + merges.txt, or vocab.txt."""
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    if family == "roberta":
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        merges = [" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]]
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    else:
+        (folder / "vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n")
+    (folder / "tokenizer.json").unlink()
+
+
+@pytest.mark.parametrize("family", ["roberta", "mpnet", "distilbert"])
+def test_tokenizer_from_vocab_files(family_factory, family, tmp_path):
+    """A folder without tokenizer.json, read as transformers reads it (vocab.json + merges.txt, vocab.txt)."""
+    folder = tmp_path / family
+    shutil.copytree(family_factory(family), folder)
+    write_vocab_files(folder, family)
+    model = numbert.load(folder, backend="numpy")
+    theirs = auto_tokenizer(folder)
+    texts = TOK_TEXTS + ["a <mask> token"]
+    pairs = TOK_PAIRS + ["x"]
+    ours = model.tokenize(texts, pairs)
+    expected = theirs(texts, pairs, padding=True, truncation=True)
+    for key in ("input_ids", "attention_mask"):
+        np.testing.assert_array_equal(ours[key], np.asarray(expected[key]), err_msg=f"{family} {key}")
+
+
+def test_sentencepiece_model_alone_is_refused_by_name(family_factory, tmp_path):
+    folder = tmp_path / "xlmr"
+    shutil.copytree(family_factory("xlm-roberta"), folder)
+    (folder / "tokenizer.json").unlink()
+    (folder / "sentencepiece.bpe.model").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no tokenizer.json.*SentencePiece"):
+        numbert.load(folder)
+
+
 def test_roberta_pair_format(family_factory):
     ours = numbert.load(family_factory("roberta"), backend="numpy").tokenize(["I love cats"], ["pizza"])
     tokens = ours.tokens[0]
