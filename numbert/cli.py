@@ -125,16 +125,41 @@ def _read_texts(args) -> list[str]:
         return list(args.texts)
     else:
         raise UsageError("no texts: give them as arguments, with --file F, or as - to read stdin")
+    where = "stdin" if source == "-" else source
     if source == "-":
-        lines = sys.stdin.read().splitlines()
+        # the bytes, not sys.stdin's text: its decoding may hide bad UTF-8 (surrogateescape) and it
+        # turns a lone "\r" into a line break
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
     else:
         try:
-            lines = Path(source).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
+            data = Path(source).read_bytes()
+        except OSError as e:
             raise UsageError(f"cannot read --file {source}: {e}") from None
-    texts = [line for line in lines if line.strip()]
+    texts = text_lines(data, where)
     if not texts:
-        raise UsageError(f"{'stdin' if source == '-' else source} holds no texts (one text per line)")
+        raise UsageError(f"{where} holds no texts (one text per line)")
+    return texts
+
+
+def text_lines(data, where: str) -> list[str]:
+    """The non-blank lines of UTF-8 bytes (or a str), one text each, in order.
+
+    A line ends at "\n" only (a "\r" before it is dropped, so Windows files read the same):
+    str.splitlines would also break at U+2028, form feed, vertical tab, U+001C..U+001E and a
+    lone "\r", and the results would no longer line up with the input's lines.
+    """
+    texts = []
+    for number, line in enumerate(data.split(b"\n" if isinstance(data, bytes) else "\n"), 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UsageError(f"{where} line {number} (texts[{len(texts)}]) is not valid UTF-8: byte "
+                                 f"{line[e.start]:#04x} at byte {e.start + 1} of the line ({e.reason})") from None
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line.strip():
+            texts.append(line)
     return texts
 
 

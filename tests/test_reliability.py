@@ -7,6 +7,8 @@ Each test reproduces a failure seen before its fix.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import socket
 import subprocess
@@ -241,3 +243,45 @@ def test_a_download_from_a_silent_hub_times_out_with_a_clear_message(tmp_path):
     assert f"Hugging Face Hub: no answer from http://127.0.0.1:{port} for 2 s while fetching " \
            "numbert-tests/not-cached-anywhere; gave up (set NUMBERT_HUB_TIMEOUT to wait longer" in r.stderr
     assert seconds < 60
+
+
+# ------------------------------------------------------------------- --file and stdin lines (items 6, 7)
+
+LINE_BREAKERS = "one\u2028two\x0cthree\r\nfour\x1cfive\x0bsix\x1d\x1e\x85\nlast\rline\n\n  \n"
+EXPECTED_LINES = ["one\u2028two\x0cthree", "four\x1cfive\x0bsix\x1d\x1e\x85", "last\rline"]
+
+
+def _cli(argv, monkeypatch, capsys, stdin_bytes=None):
+    from numbert import cli
+
+    if stdin_bytes is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin_bytes), encoding="utf-8"))
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_file_and_stdin_lines_end_at_newline_only(head_folder, tmp_path, monkeypatch, capsys):
+    """str.splitlines also breaks at U+2028, form feed, U+001C, vertical tab...: outputs no longer line up."""
+    path = tmp_path / "texts.txt"
+    path.write_bytes(LINE_BREAKERS.encode("utf-8"))
+    common = ["classify", "--model", head_folder, "--backend", "numpy", "--json"]
+    for argv, stdin in ((common + ["--file", path], None), (common + ["-"], LINE_BREAKERS.encode("utf-8"))):
+        code, out, err = _cli(argv, monkeypatch, capsys, stdin)
+        assert code == 0, err
+        assert [json.loads(line)["text"] for line in out.split("\n")[:-1]] == EXPECTED_LINES  # JSON lines end at \n
+
+
+def test_invalid_utf8_on_stdin_names_the_line_and_text(head_folder, monkeypatch, capsys):
+    code, out, err = _cli(["embed", "--model", head_folder, "--backend", "numpy", "-"], monkeypatch, capsys,
+                          b"fine\n\nbad \xff here\n")
+    assert code == 2 and out == ""
+    assert "stdin line 3 (texts[1]) is not valid UTF-8: byte 0xff at byte 5 of the line (invalid start byte)" in err
+
+
+def test_a_lone_surrogate_argument_is_refused_by_name(head_folder, monkeypatch, capsys):
+    # what Python makes of an undecodable byte in argv (surrogateescape): '\udcff'
+    code, out, err = _cli(["classify", "--model", head_folder, "--backend", "numpy", "ok", "bad \udcff"],
+                          monkeypatch, capsys)
+    assert code == 2 and out == ""
+    assert "texts[1] holds a lone surrogate '\\udcff' at character 4" in err
