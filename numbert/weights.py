@@ -267,6 +267,10 @@ def _header_problem(path: Path) -> str:
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """All tensors of one safetensors file as float32 arrays (ints kept as they are)."""
+    try:  # safetensors reports a file it may not open as "No such file or directory": ask first
+        open(path, "rb").close()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
     try:
         out = {}
         with safe_open(str(path), framework="numpy") as f:
