@@ -314,7 +314,9 @@ def _token_counts(tok, texts, pairs) -> np.ndarray:
     """[N] untruncated token counts, special tokens included (a pair shares one [CLS])."""
     lengths = np.asarray(tok.count_tokens(texts))  # [N]
     if pairs is not None:
-        lengths = lengths + np.asarray(tok.count_tokens(pairs)) - 1  # one [CLS] for the pair
+        # both texts' special tokens, less what a pair uses: one [CLS] for BERT, none for <s> A </s></s> B </s>
+        shared = 2 * tok.backend.num_special_tokens_to_add(False) - tok.backend.num_special_tokens_to_add(True)
+        lengths = lengths + np.asarray(tok.count_tokens(pairs)) - shared
     return lengths
 
 

@@ -20,7 +20,8 @@ def split_windows(tokenizer: Tokenizer, texts, max_length: int, stride):
 
     Returns (windows, owner): a list of id lists, and [W] the index of the text each window comes from.
     """
-    span = max_length - 2  # room for [CLS] and [SEP]
+    before, after = tokenizer.special_ids()  # [CLS] and [SEP]; RoBERTa's <s> and </s>
+    span = max_length - len(before) - len(after)  # room for the text between them
     if span < 1:
         raise ValueError(f"max_length {max_length} leaves no room for text between [CLS] and [SEP]")
     if stride is None:
@@ -28,12 +29,11 @@ def split_windows(tokenizer: Tokenizer, texts, max_length: int, stride):
     if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < span:
         raise ValueError(f"stride (tokens shared by consecutive windows) must be an integer in [0, {span}) "
                          f"for windows of {max_length} tokens, found {stride!r}")
-    cls_id, sep_id = tokenizer.backend.token_to_id("[CLS]"), tokenizer.backend.token_to_id("[SEP]")
     windows, owner = [], []
     for i, ids in enumerate(tokenizer.piece_ids(texts)):
         start = 0
         while True:
-            windows.append([cls_id] + ids[start:start + span] + [sep_id])
+            windows.append(before + ids[start:start + span] + after)
             owner.append(i)
             if start + span >= len(ids):
                 break

@@ -249,6 +249,26 @@ def test_embed_matches_sentence_transformers(family_factory, family, tmp_path):
         assert diff <= TOL, f"{family} {backend}: {diff:.2e}"
 
 
+@pytest.mark.parametrize("family", ["roberta", "mpnet"])
+def test_window_is_the_mean_of_transformers_windows(family_factory, family):
+    """long_text="window" cuts <s> piece </s> windows as the tokenizer's return_overflowing_tokens does."""
+    import torch
+
+    folder = family_factory(family)
+    text, stride = " ".join(CORPUS[:10]), 5
+    enc = auto_tokenizer(folder)(text, truncation=True, max_length=24, stride=stride, return_overflowing_tokens=True,
+                                 padding=True, return_tensors="pt")
+    assert len(enc["input_ids"]) > 2
+    with torch.no_grad():
+        h = family_torch_model(folder)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    expected = ((h * mask).sum(1) / mask.sum(1)).mean(0).numpy()  # mean pooling per window, then the mean
+    for backend in BACKENDS:
+        ours = numbert.embed(text, numbert.load(folder, backend=backend), long_text="window", max_length=24,
+                             stride=stride)
+        assert np.abs(ours - expected).max() <= TOL, backend
+
+
 # ------------------------------------------------------------------- the CLI without torch
 
 @pytest.mark.parametrize("family", FAMILIES)
