@@ -113,3 +113,37 @@ def assert_same_results(ours, theirs, path="result"):
         else:
             assert ours[key] == theirs[key], f"{path}.{key}: {ours[key]!r} vs the oracle's {theirs[key]!r}"
     return worst
+
+
+FAMILY_CLASS_PREFIX = {"distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta",
+                       "electra": "Electra", "mpnet": "MPNet"}
+TASK_CLASS_SUFFIX = {"token-classification": "ForTokenClassification",
+                     "question-answering": "ForQuestionAnswering", "masked-lm": "ForMaskedLM"}
+
+
+def family_task_class(family: str, task: str) -> str:
+    return FAMILY_CLASS_PREFIX[family] + TASK_CLASS_SUFFIX[task]
+
+
+def build_family_task_checkpoint(folder: Path, family: str, task: str, *, config=0, seed=0,
+                                 initializer_range=0.2) -> Path:
+    """A random checkpoint of another family (tests/families.py: its tokenizer and tiny configs) with `task`'s head."""
+    import torch
+    import transformers
+    from families import CONFIGS, _config, build_family_tokenizer
+
+    folder = Path(folder)
+    options = dict(CONFIGS[family][config])
+    options.pop("add_pooling_layer", None)
+    vocab = build_family_tokenizer(folder, family)
+    labels = NER_LABELS if task == "token-classification" else None
+    cfg = _config(family, vocab, options, len(labels) if labels else None, labels, initializer_range)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(transformers, family_task_class(family, task))(cfg)
+    with torch.no_grad():  # as families.build_family_checkpoint: norms and biases randomised too
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * initializer_range)
+    model.eval().save_pretrained(str(folder))
+    return folder

@@ -79,7 +79,8 @@ def test_masked_lm_logits(checkpoints, config, backend):
     folder = checkpoints("masked-lm", config)
     model = numbert.load(folder, backend=backend)
     assert model.head.task == "masked-lm"
-    assert model.head_weights.cls.predictions.decoder is None  # tied: the word embeddings are the decoder
+    # tied: the decoder's weight is the word embedding table itself
+    assert model.head_weights.cls.predictions.decoder.weight is model.weights.embeddings.word_embeddings.weight
     batch = _inputs(model)
     out, ref = model(**batch), _oracle(folder, "masked-lm", batch)
     assert out.logits.shape == (*batch.input_ids.shape, model.config.vocab_size)
@@ -91,7 +92,6 @@ def test_masked_lm_untied_decoder(checkpoints):
     folder = checkpoints("masked-lm", 0, tie_word_embeddings=False)
     model = numbert.load(folder, backend="numpy")
     decoder = model.head_weights.cls.predictions.decoder
-    assert decoder is not None
     assert not np.array_equal(decoder.weight, model.weights.embeddings.word_embeddings.weight)
     batch = _inputs(model)
     ref = _oracle(folder, "masked-lm", batch)
@@ -144,8 +144,62 @@ def test_classes_cover_the_registry():
     for task in HEADS:
         assert head_for([CLASSES[task]]) is HEADS[task]
     assert head_for(["BertForSequenceClassification"]) is None and head_for(["BertModel"]) is None
-    assert head_for(["RobertaForMaskedLM"], "roberta") is None  # BERT's cls.predictions only
+    assert head_for(["RobertaForMaskedLM"], "roberta").tree is not HEADS["masked-lm"].tree  # its own lm_head
+    assert head_for(["DistilBertForMaskedLM"], "bert") is None  # a head runs only in the families it is written for
     assert head_for(["RobertaForTokenClassification"], "roberta") is HEADS["token-classification"]
+
+
+FAMILIES = ("distilbert", "roberta", "xlm-roberta", "electra", "mpnet")
+
+
+@pytest.fixture(scope="module")
+def family_checkpoints(tmp_path_factory):
+    from task_models import build_family_task_checkpoint
+
+    cache = {}
+
+    def make(family, task):
+        if (family, task) not in cache:
+            cache[family, task] = build_family_task_checkpoint(tmp_path_factory.mktemp(family), family, task)
+        return cache[family, task]
+
+    return make
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("task", ["token-classification", "question-answering", "masked-lm"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_heads(family_checkpoints, family, task, backend):
+    """Every family's token-classification, QA and masked-LM checkpoints equal transformers' (padded batch)."""
+    import transformers
+    from task_models import family_task_class
+
+    folder = family_checkpoints(family, task)
+    model = numbert.load(folder, backend=backend)
+    assert model.head is not None and model.head.task == task
+    batch = model.tokenize(["Angela Merkel met Emmanuel Macron in Paris.", "Café, 東京 🙂", "x"])
+    inputs = {k: torch.from_numpy(v) for k, v in batch.items()}
+    if not model.family.token_types or family in ("roberta", "xlm-roberta"):
+        inputs.pop("token_type_ids")
+    ref_model = getattr(transformers, family_task_class(family, task)).from_pretrained(
+        str(folder), attn_implementation="eager", dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref = ref_model(**inputs)
+    out = model(**batch)
+    if task == "question-answering":
+        pairs = [(out.start_logits, ref.start_logits), (out.end_logits, ref.end_logits)]
+    else:
+        pairs = [(out.logits, ref.logits)]
+    for ours, theirs in pairs:
+        assert ours.shape == tuple(theirs.shape)
+        assert max_diff_at_tokens(ours, theirs.numpy(), batch.attention_mask) <= TOL
+    if task == "masked-lm" and backend == "numpy":  # the trace shows the family's head, each step catalogued
+        from numbert.trace.catalogue import ALL_STEPS
+
+        t = numbert.trace(["Paris is nice."], model)
+        head_steps = [n for n in t.names() if n.startswith(("lm_head", "vocab_", "generator_"))]
+        assert len(head_steps) == 3 and all(n in ALL_STEPS for n in head_steps), t.names()[-4:]
+        assert np.abs(t[head_steps[-1]] - model(**model.tokenize(["Paris is nice."])).logits).max() <= TOL
 
 
 @pytest.mark.parametrize("task, steps", [

@@ -232,6 +232,15 @@ TASK_HEAD_STEPS = (
     StepInfo("cls.predictions.transform.LayerNorm", "Head Layer Normalization", "B T H"),
     StepInfo("cls.predictions.logits", "Vocabulary Logits (tied decoder)", "B T V",
              inputs=("cls.predictions.transform.LayerNorm",)),
+    StepInfo("lm_head.dense_act", "Head Linear Layer + Gelu Activation", "B T H"),  # RoBERTa, XLM-R, MPNet
+    StepInfo("lm_head.layer_norm", "Head Layer Normalization", "B T H"),
+    StepInfo("lm_head.logits", "Vocabulary Logits (tied decoder)", "B T V"),
+    StepInfo("vocab_transform", "Head Linear Layer + {act} Activation (vocab_transform)", "B T H"),  # DistilBERT
+    StepInfo("vocab_layer_norm", "Head Layer Normalization (vocab_layer_norm)", "B T H"),
+    StepInfo("vocab_projector", "Vocabulary Logits (vocab_projector)", "B T V"),
+    StepInfo("generator_predictions.dense_act", "Head Linear Layer (H to E) + Gelu", "B T E"),  # ELECTRA
+    StepInfo("generator_predictions.LayerNorm", "Head Layer Normalization", "B T E"),
+    StepInfo("generator_lm_head", "Vocabulary Logits (generator_lm_head)", "B T V"),
 )
 FAMILY_STEPS = FAMILY_MODEL_STEPS + MPNET_LAYER_STEPS + DISTILBERT_LAYER_STEPS + FAMILY_HEAD_STEPS + TASK_HEAD_STEPS
 FAMILY_CATALOGUE = {s.key: s for s in FAMILY_STEPS}
@@ -265,6 +274,10 @@ MODULES = (
     ("qa_outputs.", "Question Answering Outputs"),
     ("cls.predictions.transform.", "BertPredictionHeadTransform"),
     ("cls.predictions.", "BertLMPredictionHead"),
+    ("lm_head.", "RobertaLMHead"),
+    ("vocab_", "DistilBertForMaskedLM"),
+    ("generator_predictions.", "ElectraGeneratorPredictions"),
+    ("generator_lm_head", "ElectraForMaskedLM"),
 )
 
 # The walkthrough's name of each activation function (numbert.config.ACTIVATIONS: hidden_act -> function).
