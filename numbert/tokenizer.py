@@ -131,9 +131,9 @@ class Tokenizer:
             backend = wordpiece_from_vocab(folder / VOCAB_FILE, tok_config,
                                            fairseq=config.model_type in FAIRSEQ_FAMILIES)  # MPNet's vocab.txt
         else:
-            raise CheckpointError(f"{folder}: no {TOKENIZER_FILE}, {VOCAB_FILE} or {' + '.join(BPE_FILES)}; numbert "
-                                  "needs one of them to tokenize (a SentencePiece .model file alone is not read: "
-                                  "save the tokenizer with transformers to get tokenizer.json)")
+            raise CheckpointError(f"{folder}: no {TOKENIZER_FILE} or {VOCAB_FILE} (or {' + '.join(BPE_FILES)}); "
+                                  "numbert needs one of them to tokenize (a SentencePiece .model file alone is not "
+                                  "read: save the tokenizer with transformers to get tokenizer.json)")
         # transformers' AutoTokenizer takes model_max_length from tokenizer_config.json; without
         # one it would not truncate at all, but the model cannot read past its position table.
         # (config.max_tokens: the position table's rows, less RoBERTa's and MPNet's offset)
