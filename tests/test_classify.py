@@ -243,9 +243,11 @@ def test_default_model_and_labels_are_minilm_sentiment(minilm, monkeypatch):
     assert api.DEFAULT_MODEL == "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_zero_shot_needs_labels_and_head_models_refuse_them(heads, minilm):
-    with pytest.raises(ValueError, match="no classification head: pass labels"):
-        numbert.classify("x", minilm)
+def test_zero_shot_labels_default_to_sentiment_and_head_models_refuse_them(heads, minilm):
+    # one rule (issue 10): a model without a head, named or loaded, reads labels=None as positive/negative
+    texts = ["I love cats!", "He hates pineapple pizza."]
+    assert numbert.classify(texts, minilm) == numbert.classify(texts, minilm, labels=["positive", "negative"])
+    assert [r["label"] for r in numbert.classify(texts, minilm)] == ["positive", "negative"]
     with pytest.raises(ValueError, match="has one, with labels"):
         numbert.classify("x", heads["single"], labels=["a", "b"])
     with pytest.raises(ValueError, match="at least 2 labels"):

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,3 +286,125 @@ def test_a_lone_surrogate_argument_is_refused_by_name(head_folder, monkeypatch, 
                           monkeypatch, capsys)
     assert code == 2 and out == ""
     assert "texts[1] holds a lone surrogate '\\udcff' at character 4" in err
+
+
+# ------------------------------------------------------------------- unreadable and odd model paths (item 7)
+
+def _unprivileged():
+    """Command prefix under which file permissions apply (root ignores them without these capabilities)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file permissions cannot be tested")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+def _numbert(args, cwd=None, prefix=()):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([*prefix, sys.executable, "-m", "numbert", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_an_unreadable_model_folder_exits_1_with_the_places_tried(head_folder, tmp_path):
+    locked = tmp_path / "locked"
+    shutil.copytree(head_folder, locked)
+    locked.chmod(0)
+    try:
+        r = _numbert(["info", locked], prefix=_unprivileged())
+    finally:
+        locked.chmod(0o755)
+    assert r.returncode == 1, r.stderr
+    assert f"model '{locked}' cannot be read. Tried:\n  - local folder {locked}: cannot be read (permission " \
+           "denied)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_an_unreadable_safetensors_file_is_named_unreadable(head_folder, tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(head_folder, folder)
+    (folder / "model.safetensors").chmod(0)
+    r = _numbert(["info", folder], prefix=_unprivileged())
+    assert r.returncode == 1, r.stderr
+    assert f"{folder / 'model.safetensors'}: cannot be read (Permission denied)" in r.stderr
+    assert "FileNotFoundError" not in r.stderr
+
+
+def test_a_symlink_loop_is_named_and_not_tried_on_the_hub(tmp_path, monkeypatch):
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "name").symlink_to("name")  # org/name -> itself; "org/name" also reads as a Hub id
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for model in ("org/name", tmp_path / "a"):
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(numbert.CheckpointError) as e:
+            numbert.load(model)
+        assert f"local folder {model}: is a symlink loop" in str(e.value)
+        assert "Hugging Face" not in str(e.value)
+
+
+def test_embed_out_into_a_folder_it_cannot_write_fails_before_any_compute(tmp_path):
+    """The model does not exist: reaching it would exit 1; the --out check must come first (exit 2)."""
+    for out in (tmp_path / "no-such-folder" / "v.npy", tmp_path / "v.txt"):
+        r = _numbert(["embed", "--model", tmp_path / "no-model-here", "--out", out, "some text"])
+        assert r.returncode == 2, r.stderr
+        assert "--out" in r.stderr and "not found" not in r.stderr
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    r = _numbert(["embed", "--model", tmp_path / "no-model-here", "--out", read_only / "v.npy", "x"],
+                 prefix=_unprivileged())
+    assert r.returncode == 2, r.stderr
+    assert f"cannot write --out {read_only / 'v.npy'}: Permission denied" in r.stderr
+    assert list(read_only.iterdir()) == []
+
+
+# ------------------------------------------------------------------- one rule for labels, the bar's label (item 7)
+
+def test_a_model_without_a_head_reads_no_labels_as_sentiment_named_or_loaded(encoder_folder):
+    texts = ["I love cats!", "He hates pineapple pizza."]
+    loaded = numbert.load(encoder_folder, backend="numpy")
+    expected = numbert.classify(texts, loaded, labels=list(api.DEFAULT_LABELS))
+    assert numbert.classify(texts, loaded) == expected
+    assert numbert.classify(texts, str(encoder_folder), backend="numpy") == expected
+
+
+def test_zero_shot_progress_bar_is_labelled_classify(encoder_folder, capsys):
+    numbert.classify(["a", "b", "c"], numbert.load(encoder_folder, backend="numpy"), batch_size=1, progress=True)
+    err = capsys.readouterr().err
+    assert "classify" in err and "embed" not in err
+
+
+# ------------------------------------------------------------------- non-finite results (item 4, the output side)
+
+@pytest.fixture
+def nan_outputs(monkeypatch):
+    """Every forward pass returns NaN in row 0 of its logits and hidden states (as a NaN weight would)."""
+    from numbert.model import Model
+
+    real_call = Model.__call__
+
+    def poisoned(self, *args, **kwargs):
+        out = real_call(self, *args, **kwargs)
+        hidden = out.last_hidden_state.copy()
+        hidden[0, 0, 0] = np.nan
+        logits = None if out.logits is None else out.logits.copy()
+        if logits is not None:
+            logits[0, 0] = np.nan
+        return out._replace(last_hidden_state=hidden, logits=logits)
+
+    monkeypatch.setattr(Model, "__call__", poisoned)
+
+
+def test_non_finite_scores_are_refused_and_json_never_prints_nan(head_folder, encoder_folder, nan_outputs,
+                                                                 monkeypatch, capsys):
+    head = numbert.load(head_folder, backend="numpy")
+    encoder = numbert.load(encoder_folder, backend="numpy")
+    with pytest.raises(numbert.CheckpointError, match=r"score for texts\[0\] is not finite"):
+        numbert.classify(["a"], head)
+    with pytest.raises(numbert.CheckpointError, match=r"embedding for texts\[0\] is not finite"):
+        numbert.embed(["a"], encoder)
+    for verb, folder in (("classify", head_folder), ("embed", encoder_folder)):
+        code, out, err = _cli([verb, "--model", folder, "--backend", "numpy", "--json", "a", "b"], monkeypatch,
+                              capsys)
+        assert code == 1 and out == "", (verb, out)
+        assert "is not finite (NaN or inf)" in err and "NaN" not in out
