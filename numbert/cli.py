@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import files
 from .errors import positive_int
 from .hub import DEFAULT_MODEL
 from .trace import cli as trace_cli
@@ -201,6 +202,7 @@ def _add_classify(sub):
     p.add_argument("--json", action="store_true",
                    help='JSON lines: {"text", "label", "score"}, or {"text", "labels": [...]} with --top-k > 1')
     _add_run(p)
+    files.add_arguments(p)  # --input/--output corpus files, streamed
     p.set_defaults(func=run_classify)
 
 
@@ -217,6 +219,8 @@ def run_classify(args) -> int:
     from .api import classify
 
     top_k = _top_k(args.top_k)
+    if args.input is not None or args.output is not None:
+        return files.run_cli(args, "classify", top_k=top_k)
     texts = _read_texts(args)
     labels = None
     if args.labels is not None:
@@ -258,6 +262,7 @@ def _add_embed(sub):
                    help="scale vectors to unit length (default: the model's config)")
     p.add_argument("--json", action="store_true", help='JSON lines {"text", "embedding"} on stdout')
     _add_run(p)
+    files.add_arguments(p)  # --input/--output corpus files, streamed
     p.set_defaults(func=run_embed)
 
 
@@ -287,6 +292,8 @@ def run_embed(args) -> int:
 
     from .api import embed
 
+    if args.input is not None or args.output is not None:
+        return files.run_cli(args, "embed")
     if args.out is not None:
         _check_writable(args.out)  # before the compute, not after it
     texts = _read_texts(args)

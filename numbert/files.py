@@ -91,21 +91,17 @@ def row_problem(value) -> str | None:
 
 # ----------------------------------------------------------------------------- encoding one batch
 
-def load_model(model=None, *, task="embed", labels=None, backend=None, revision=None, threads=None):
-    """(Model, labels): numbert.load(model), and the default zero-shot labels numbert.classify uses
-    when no model is named (a loaded Model passed to numbert.classify does not get them)."""
+def load_model(model=None, *, backend=None, revision=None, threads=None):
+    """numbert.load(model) (the default model when None); a loaded Model as is."""
     import numbert
-    from numbert.api import DEFAULT_LABELS
     from numbert.hub import DEFAULT_MODEL
 
-    if task == "classify" and labels is None and model is None:
-        labels = list(DEFAULT_LABELS)
     if isinstance(model, numbert.Model):
-        return model, labels
+        return model
     kwargs = {"revision": revision, "threads": threads}
     if backend is not None:
         kwargs["backend"] = backend
-    return numbert.load(DEFAULT_MODEL if model is None else model, **kwargs), labels
+    return numbert.load(DEFAULT_MODEL if model is None else model, **kwargs)
 
 
 class RowEncoder:
@@ -504,10 +500,7 @@ def run_file(task: str, input, output, *, model=None, column="text", keep=(), re
         raise ValueError(f"--output {output} is the --input file")
     reader = Reader(input, column, keep)
 
-    m, labels = load_model(model, task=task, labels=options.pop("labels", None), backend=backend,
-                           revision=revision, threads=threads)
-    if task == "classify":
-        options["labels"] = labels
+    m = load_model(model, backend=backend, revision=revision, threads=threads)
     encoder = RowEncoder(task, m, on_error=on_error, output_column=output_column, column=column, **options)
     clash = [n for n in [*encoder.names, ERROR_COLUMN] if n in keep]
     if clash:
@@ -646,25 +639,23 @@ def add_arguments(p):
                    help=f"rows read, encoded and written per step (default {DEFAULT_ROWS_PER_BATCH})")
 
 
-def run_cli(args, task: str) -> int:
-    """`numbert embed/classify --input F --output F ...`; returns the exit code."""
+def run_cli(args, task: str, top_k=1) -> int:
+    """`numbert embed/classify --input F --output F ...`; returns the exit code (top_k: classify's, parsed)."""
     if args.input is None or args.output is None:
         raise ValueError("--input and --output go together (one file in, one file out)")
-    if getattr(args, "texts", None) or getattr(args, "file", None):
+    if args.texts or args.file is not None:
         raise ValueError("give texts as arguments / --file, or a corpus with --input, not both")
+    if getattr(args, "json", False) or getattr(args, "out", None) is not None:
+        raise ValueError("--json and --out are for texts given on the command line; with --input, results go "
+                         "to --output")
     options = dict(batch_size=args.batch_size, max_length=args.max_length, long_text=args.long_text,
                    stride=args.stride)
     if task == "embed":
         options.update(pooling=args.pooling, normalize=args.normalize)
     else:
-        from .api import DEFAULT_TEMPLATE
-
-        top_k = args.top_k
-        if isinstance(top_k, str):
-            top_k = None if top_k.lower() in ("all", "none") else int(top_k)
-        labels = [s.strip() for s in args.labels.split(",") if s.strip()] if args.labels else None
-        options.update(labels=labels, top_k=top_k, function_to_apply=args.function,
-                       template=args.template or DEFAULT_TEMPLATE)
+        labels = [s.strip() for s in args.labels.split(",") if s.strip()] if args.labels is not None else None
+        options.update(labels=labels, top_k=top_k, function_to_apply=args.function, template=args.template,
+                       multi_label=args.multi_label)
     keep = [k.strip() for k in args.keep.split(",") if k.strip()]
     result = run_file(task, args.input, args.output, model=args.model, column=args.column, keep=keep,
                       resume=args.resume, on_error=args.on_error, rows_per_batch=args.rows_per_batch,

@@ -52,10 +52,7 @@ class _Encode:
 
     def __init__(self, model=None, *, column="text", output_column="embedding", on_error="fail", threads=None,
                  backend=None, revision=None, **options):
-        m, labels = load_model(model, task=self.task, labels=options.pop("labels", None), backend=backend,
-                               revision=revision, threads=threads or actor_cpus())
-        if self.task == "classify":
-            options["labels"] = labels
+        m = load_model(model, backend=backend, revision=revision, threads=threads or actor_cpus())
         self.column, self.on_error = column, on_error
         self.encoder = RowEncoder(self.task, m, on_error=on_error, output_column=output_column, column=column,
                                   **options)
