@@ -312,3 +312,48 @@ def test_200k_row_parquet_in_bounded_memory(tmp_path, checkpoint_factory):
     assert out.schema_arrow.field("embedding").type == pa.list_(pa.float32(), 192)
     ids = np.concatenate([b.column(0).to_numpy() for b in out.iter_batches(columns=["id"])])
     assert (ids == np.arange(n)).all()
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def test_cli_round_trip(tmp_path, tiny, tiny_cls, capsys):
+    from numbert.cli import main
+
+    texts = make_texts(500, seed=8)
+    src = write_input(tmp_path / "in.csv", "csv", texts)
+    out = tmp_path / "vectors.parquet"
+    assert main(["embed", "--input", str(src), "--column", "body", "--keep", "id", "--output", str(out),
+                 "--model", str(tiny), "--rows-per-batch", "128"]) == 0
+    assert "wrote 500 rows to" in capsys.readouterr().err
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == list(range(500))
+    ref = numbert.embed(texts, str(tiny), progress=False)
+    assert np.abs(matrix_of(table.column("embedding")) - ref).max() <= 1e-5
+
+    labels = tmp_path / "labels.jsonl"
+    assert main(["classify", "--input", str(src), "--column", "body", "--output", str(labels), "--top-k", "2",
+                 "--model", str(tiny_cls)]) == 0
+    got = [json.loads(line)["labels"] for line in labels.read_text().splitlines()]
+    assert [[d["label"] for d in r] for r in got] == [[d["label"] for d in r]
+                                                      for r in numbert.classify(texts, str(tiny_cls), top_k=2)]
+
+    assert main(["embed", "--output", str(out), "--model", str(tiny)]) == 2
+    assert "--input and --output go together" in capsys.readouterr().err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fine\n\nfine again\n")
+    assert main(["embed", "--input", str(bad), "--output", str(tmp_path / "b.parquet"), "--model", str(tiny)]) == 2
+    assert "row 1: empty text in column 'text'" in capsys.readouterr().err
+    assert main(["embed", "--input", str(bad), "--output", str(tmp_path / "b.parquet"), "--model", str(tiny),
+                 "--on-error", "skip"]) == 0
+    assert "1 bad row(s) recorded in column 'error'" in capsys.readouterr().err
+
+
+def test_cli_in_a_subprocess_with_progress_and_resume(tmp_path, tiny):
+    src = write_input(tmp_path / "in.txt", "txt", make_texts(700, seed=9))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "numbert", "embed", "--input", str(src), "--output", str(out), "--model", str(tiny),
+           "--rows-per-batch", "100", "--progress", "--resume"]  # --resume with nothing to resume: a fresh run
+    run = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "700/700" in run.stderr and "wrote 700 rows" in run.stderr
+    assert len(out.read_text().splitlines()) == 700
