@@ -201,12 +201,13 @@ def test_padding_does_not_change_real_tokens(family_factory, family):
         assert np.abs(alone - together[i, :n]).max() <= TOL, f"texts[{i}]"
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_fp16_sharded_checkpoint(family_factory, family, tmp_path):
-    """An fp16 checkpoint in shards reads as transformers reads it (upcast to fp32)."""
+@pytest.mark.parametrize("family, dtype", [(f, "float16") for f in FAMILIES] + [("roberta", "bfloat16"),
+                                                                                ("mpnet", "bfloat16")])
+def test_half_precision_sharded_checkpoint(family, dtype, tmp_path):
+    """An fp16 / bf16 checkpoint in shards reads as transformers reads it (upcast to fp32)."""
     import torch
 
-    folder = build_family_checkpoint(tmp_path / family, family, 0, num_labels=2, torch_dtype=torch.float16,
+    folder = build_family_checkpoint(tmp_path / family, family, 0, num_labels=2, torch_dtype=getattr(torch, dtype),
                                      max_shard_size="20KB")
     assert (folder / "model.safetensors.index.json").is_file()
     enc, theirs = torch_outputs(folder, TEXTS[:3], None)
