@@ -72,8 +72,14 @@ def get_indices(enc, s, e, sequence_index, align_to_words):
 
 
 def qa_pipeline(model, tokenizer, question, context, top_k=1, doc_stride=None, max_answer_len=15, max_seq_len=None,
-                handle_impossible_answer=False, align_to_words=True):
-    """QuestionAnsweringPipeline(model, tokenizer)(question=question, context=context, ...), transformers 4.57.1."""
+                handle_impossible_answer=False, align_to_words=True, token_types=True):
+    """QuestionAnsweringPipeline(model, tokenizer)(question=question, context=context, ...), transformers 4.57.1.
+
+    token_types=False (the one change, for RoBERTa-like models): the model reads no token_type_ids.
+    tokenizers gives the context of every window after the first type id 1 even where the template
+    says 0, which indexes past XLM-RoBERTa's one-row token-type table (the 4.57 pipeline then fails
+    on long contexts); those models read zeros, as they do for the first window.
+    """
     import torch
 
     if max_seq_len is None:
@@ -107,7 +113,7 @@ def qa_pipeline(model, tokenizer, question, context, top_k=1, doc_stride=None, m
             for cls_index in cls_indices:
                 p_mask[span_idx][cls_index] = 0
         fw = {k: torch.tensor(encoded_inputs[k][span_idx]).unsqueeze(0)
-              for k in ("input_ids", "attention_mask", "token_type_ids")}
+              for k in ("input_ids", "attention_mask", "token_type_ids") if token_types or k != "token_type_ids"}
         with torch.no_grad():
             output = model(**fw)
         start_, end_ = output["start_logits"], output["end_logits"]

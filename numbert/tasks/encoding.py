@@ -17,21 +17,46 @@ these calls are safe from many threads. Shapes: B batch, T tokens.
 from __future__ import annotations
 
 import json
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Encoding
+from tokenizers import Tokenizer as HFTokenizer
 
 from ..tokenizer import Batch
 
 
 def encode(tokenizer, texts) -> list[Encoding]:
-    """Each text's tokens with offsets and word ids; no special tokens, no truncation."""
+    """Each text's tokens with offsets and word ids; no special tokens, no truncation, not post-processed."""
     try:
-        return tokenizer.backend.encode_batch(list(texts), add_special_tokens=False)
+        return _pieces_tokenizer(tokenizer.backend).encode_batch(list(texts), add_special_tokens=False)
     except Exception as e:  # tokenizers raises bare Exceptions on what it cannot read
         raise ValueError(f"cannot tokenize: {e}") from None
+
+
+_PIECES: dict[int, tuple] = {}  # id(backend) -> (backend, its copy without post-processor)
+_PIECES_LOCK = threading.Lock()
+
+
+def _pieces_tokenizer(backend: HFTokenizer) -> HFTokenizer:
+    """A private copy of the tokenizer that stops before post-processing.
+
+    tokenizers' encode() post-processes even with add_special_tokens=False, and some
+    post-processors change offsets (RoBERTa's trims the space off "Ġword"); post_process()
+    would then do it twice. The copy gives the pieces as they are before that step, so that
+    truncation, windows and post_process() happen once and in tokenizers' own order.
+    """
+    with _PIECES_LOCK:
+        entry = _PIECES.get(id(backend))
+        if entry is None or entry[0] is not backend:
+            copy = HFTokenizer.from_str(backend.to_str())
+            copy.post_processor = None
+            copy.no_truncation()
+            copy.no_padding()
+            entry = _PIECES[id(backend)] = (backend, copy)  # the backend is kept, so its id is never reused
+        return entry[1]
 
 
 def num_special_tokens(tokenizer, pair: bool) -> int:
