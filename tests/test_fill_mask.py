@@ -104,3 +104,17 @@ def test_refusals(folder, tmp_path_factory):
     ner = build_task_checkpoint(tmp_path_factory.mktemp("ner"), "token-classification")
     with pytest.raises(ValueError, match="fill_mask needs a masked-lm model .*BertForMaskedLM.*token-classification head"):
         numbert.fill_mask(TEXTS[0], ner)
+
+
+def test_clean_up_tokenization_spaces(tmp_path):
+    """clean_up_tokenization_spaces in tokenizer_config.json (older BERT uploads set it): " ." -> "." as transformers."""
+    import json
+
+    import transformers
+
+    folder = build_task_checkpoint(tmp_path, "masked-lm", seed=5)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
+    texts = ["Beautiful is [MASK] , ugly ! n't it ?", "[MASK] [MASK] ."]
+    ours = numbert.fill_mask(texts, numbert.load(folder, backend="numpy"))
+    assert_same_results(ours, transformers.pipeline("fill-mask", model=str(folder))(texts))

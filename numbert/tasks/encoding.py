@@ -150,9 +150,16 @@ def special_token(model, name: str, fallbacks=()) -> str | None:
 def decode(model, ids, skip_special_tokens: bool = False) -> str:
     """Ids -> text as transformers' tokenizer.decode does: the tokenizer's decoder, then the
     optional clean-up of spaces before punctuation (clean_up_tokenization_spaces in its config)."""
-    text = model.tokenizer.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+    backend = model.tokenizer.backend
+    text = backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
     config = _tokenizer_config(str(model.path)) if model.path is not None else {}
-    return clean_up_tokenization(text) if config.get("clean_up_tokenization_spaces", False) else text
+    if not config.get("clean_up_tokenization_spaces", False):
+        return text
+    # transformers 5 skips the clean-up for BPE tokenizers (it would eat real spaces before punctuation)
+    if type(backend.model).__name__ == "BPE" and not config.get(
+            "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", False):
+        return text
+    return clean_up_tokenization(text)
 
 
 def tokens_to_string(model, tokens: list[str]) -> str:
