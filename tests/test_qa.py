@@ -103,3 +103,19 @@ def test_refusals(folder, tmp_path_factory):
     nli = build_task_checkpoint(tmp_path_factory.mktemp("nli"), "nli")
     with pytest.raises(ValueError, match="answer needs a question-answering model .*sequence-classification head"):
         numbert.answer("Who?", TEXTS[0], nli)
+
+
+def test_threads_share_a_model(folder, tmp_path_factory):
+    """8 threads asking questions, finding entities and filling masks on shared models: the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    qa = numbert.load(folder, backend="numba")
+    ner = numbert.load(build_task_checkpoint(tmp_path_factory.mktemp("ner"), "token-classification"), backend="numba")
+    jobs = [lambda: numbert.answer("Where?", LONG_TEXT, qa, top_k=3, max_seq_len=40, doc_stride=8),
+            lambda: numbert.answer(["Who?", "首都?"], [TEXTS[0], TEXTS[2]], qa),
+            lambda: numbert.ner(TEXTS + [LONG_TEXT], ner, aggregation_strategy="simple", stride=16),
+            lambda: numbert.ner(TEXTS, ner)]
+    serial = [job() for job in jobs]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: (i % len(jobs), jobs[i % len(jobs)]()), range(48)))
+    assert all(result == serial[i] for i, result in results)

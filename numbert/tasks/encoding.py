@@ -10,8 +10,8 @@ transformers' tokenizer does for `truncation=..., stride=..., return_overflowing
     windows = split(piece, length, stride)       # tokenizers' own Encoding.truncate(length, stride)
     full = with_special_tokens(tokenizer, q, w)  # [CLS] q [SEP] w [SEP] (the tokenizer's template)
 
-Nothing here changes the tokenizer's settings (no enable_truncation / enable_padding), so
-these calls are safe from many threads. Shapes: B batch, T tokens.
+The work happens on two private copies of the model's tokenizer that nothing changes after
+they are made (see _private), so these calls are safe from many threads. Shapes: B batch, T tokens.
 """
 
 from __future__ import annotations
@@ -31,37 +31,39 @@ from ..tokenizer import Batch
 def encode(tokenizer, texts) -> list[Encoding]:
     """Each text's tokens with offsets and word ids; no special tokens, no truncation, not post-processed."""
     try:
-        return _pieces_tokenizer(tokenizer.backend).encode_batch(list(texts), add_special_tokens=False)
+        return _private(tokenizer.backend)[0].encode_batch(list(texts), add_special_tokens=False)
     except Exception as e:  # tokenizers raises bare Exceptions on what it cannot read
         raise ValueError(f"cannot tokenize: {e}") from None
 
 
-_PIECES: dict[int, tuple] = {}  # id(backend) -> (backend, its copy without post-processor)
-_PIECES_LOCK = threading.Lock()
-
-
-def _pieces_tokenizer(backend: HFTokenizer) -> HFTokenizer:
-    """A private copy of the tokenizer that stops before post-processing.
-
-    tokenizers' encode() post-processes even with add_special_tokens=False, and some
-    post-processors change offsets (RoBERTa's trims the space off "Ġword"); post_process()
-    would then do it twice. The copy gives the pieces as they are before that step, so that
-    truncation, windows and post_process() happen once and in tokenizers' own order.
-    """
-    with _PIECES_LOCK:
-        entry = _PIECES.get(id(backend))
-        if entry is None or entry[0] is not backend:
-            copy = HFTokenizer.from_str(backend.to_str())
-            copy.post_processor = None
-            copy.no_truncation()
-            copy.no_padding()
-            entry = _PIECES[id(backend)] = (backend, copy)  # the backend is kept, so its id is never reused
-        return entry[1]
-
-
 def num_special_tokens(tokenizer, pair: bool) -> int:
     """How many tokens the template adds: 2 for [CLS] a [SEP], 3 for [CLS] a [SEP] b [SEP]."""
-    return tokenizer.backend.num_special_tokens_to_add(pair)
+    return _private(tokenizer.backend)[1].num_special_tokens_to_add(pair)
+
+
+_PRIVATE: dict[int, tuple] = {}  # id(backend) -> (backend, pieces copy, full copy)
+_PRIVATE_LOCK = threading.Lock()
+
+
+def _private(backend: HFTokenizer) -> tuple[HFTokenizer, HFTokenizer]:
+    """Two private copies of the tokenizer, made once and never changed: (pieces, full).
+
+    pieces stops before post-processing: tokenizers' encode() post-processes even with
+    add_special_tokens=False, and some post-processors change offsets (RoBERTa's trims the space
+    off "Ġword"), which post_process() would then do twice. full post-processes with no
+    truncation or padding: the shared tokenizer's settings may change under another thread's call.
+    So truncation, windows and post-processing happen once, in tokenizers' own order.
+    """
+    with _PRIVATE_LOCK:
+        entry = _PRIVATE.get(id(backend))
+        if entry is None or entry[0] is not backend:
+            pieces, full = HFTokenizer.from_str(backend.to_str()), HFTokenizer.from_str(backend.to_str())
+            pieces.post_processor = None
+            for copy in (pieces, full):
+                copy.no_truncation()
+                copy.no_padding()
+            entry = _PRIVATE[id(backend)] = (backend, pieces, full)  # the backend is kept: its id is never reused
+        return entry[1], entry[2]
 
 
 def split(piece: Encoding, length: int, stride: int) -> list[Encoding]:
@@ -79,7 +81,7 @@ def split(piece: Encoding, length: int, stride: int) -> list[Encoding]:
 
 def with_special_tokens(tokenizer, first: Encoding, second: Encoding | None = None) -> Encoding:
     """The model's input for one text (or a pair): the tokenizer's template around the pieces."""
-    return tokenizer.backend.post_process(first, second, add_special_tokens=True)
+    return _private(tokenizer.backend)[1].post_process(first, second, add_special_tokens=True)
 
 
 def pad(encodings: list[Encoding], pad_id: int) -> Batch:
