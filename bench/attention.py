@@ -14,6 +14,11 @@ Writes bench/results/attention.json and prints a markdown table. Options:
   --repeats N                   timed calls per implementation per point (median; default 5)
   --points B:T,...              default 1:128,8:128,32:128,1:512,8:512,32:512
   --models bert-base,minilm
+  --threads N                   Numba and BLAS threads (default: all cores)
+  --clock wall|cpu              wall: perf_counter (the target's measure); cpu: the process's CPU
+                                time (process_time), which time-slicing by other processes on a
+                                shared machine does not inflate; with --threads 1 it compares the
+                                kernels' per-core efficiency
   --out PATH                    JSON output (default bench/results/attention.json)
 """
 
@@ -57,7 +62,7 @@ def environment() -> dict:
             "load_before": os.getloadavg()}
 
 
-def bench_point(impls, H, nh, B, T, repeats):
+def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter):
     # -> {name: [seconds]} for each implementation and "sgemm"
     rng = np.random.default_rng(0)
     y = rng.standard_normal((B, T, 3 * H), dtype=f32)  # [B, T, 3H] as the fused QKV GEMM returns it
@@ -73,9 +78,9 @@ def bench_point(impls, H, nh, B, T, repeats):
     names = list(calls)
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
-            t = time.perf_counter()
+            t = clock()
             calls[name]()
-            times[name].append(time.perf_counter() - t)
+            times[name].append(clock() - t)
     return times
 
 
@@ -85,8 +90,16 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--points", default=DEFAULT_POINTS)
     ap.add_argument("--models", default="bert-base,minilm")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention.json"))
     args = ap.parse_args(argv)
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(args.threads)
+    threadpool_limits(args.threads, user_api="blas")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     impls = [load_impl(s) for s in (args.impl or DEFAULT_IMPLS)]
     points = [tuple(int(n) for n in p.split(":")) for p in args.points.split(",")]
     env = environment()
@@ -96,7 +109,7 @@ def main(argv=None):
         H, nh = MODELS[model]
         hs = H // nh
         for B, T in points:
-            times = bench_point(impls, H, nh, B, T, args.repeats)
+            times = bench_point(impls, H, nh, B, T, args.repeats, clock)
             flops = {name: 4 * B * nh * T * T * hs for name, _ in impls}
             flops["sgemm"] = 2 * B * T * H * 4 * H
             row = {"model": model, "B": B, "T": T, "ms": {}, "gflops": {}, "gflops_best": {}}
@@ -109,15 +122,31 @@ def main(argv=None):
             print(model, B, T, " ".join(f"{n} {g:.0f}" for n, g in row["gflops"].items()), "GFLOP/s", flush=True)
     env["load_after"] = os.getloadavg()
     result = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.time() - started,
-              "repeats": args.repeats, "impls": [s for s in (args.impl or DEFAULT_IMPLS)], "env": env, "rows": rows}
+              "repeats": args.repeats, "threads": args.threads, "clock": args.clock, "impls": [s for s in (args.impl or DEFAULT_IMPLS)], "env": env, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print()
-    print(table(result))
-    print()
-    print("best calls:")
-    print(table(result, "gflops_best"))
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+
+
+def markdown(result) -> str:
+    env, m = result["env"], result["env"]["machine"]
+    clock = {"wall": "wall-clock time", "cpu": "the process's CPU time"}[result.get("clock", "wall")]
+    return "\n".join([
+        f"# Attention kernel vs sgemm ({result['when']})", "",
+        f"`python -m bench.attention` in {result['seconds']:.0f} s. Machine: {m['cpu']}, {m['cores']} CPUs, "
+        f"{m['simd']}, L2 {m['l2']}, L3 {m['l3']}. {result.get('threads', env['numba_threads'])} threads "
+        f"(Numba and BLAS), fp32, numpy {env['numpy']}, numba {env['numba']}, {env['blas']}. Load average "
+        f"before / after: {env['load_before'][0]:.1f} / {env['load_after'][0]:.1f}.", "",
+        f"Q, K, V: strided column slices of one [B, T, 3H] array; no padding. Attention GFLOP/s = "
+        f"4*B*nh*T*T*hs / time; sgemm = the point's intermediate dense layer, [B*T, H] @ [H, 4H] (x @ W.T). "
+        f"Implementations and sgemm interleaved in rotating order, {result['repeats']} timed calls each, "
+        f"timed by {clock}.", "",
+        "Medians:", "", table(result), "",
+        "Best calls (other processes only ever add time, so on a shared machine the best call is the closer "
+        "estimate of an idle machine):", "", table(result, "gflops_best"), ""])
 
 
 def table(result, key="gflops") -> str:
