@@ -352,16 +352,26 @@ def model_info(model_name=None, revision=None) -> dict:
         "intermediate_size": c.intermediate_size, "hidden_act": c.hidden_act,
         "vocab_size": c.vocab_size, "max_position_embeddings": c.max_position_embeddings,
         "tokenizer_max_length": m.tokenizer.model_max_length,
-        "parameters": int(m.weights.num_parameters()),
+        "parameters": _parameters(m),
         "pooler": m.weights.pooler is not None,
         "classifier": has_head(m),
-        "labels": [c.id2label[i] for i in sorted(c.id2label)] if has_head(m) else None,
+        "task_head": m.head.task if m.head is not None else None,  # numbert.heads: ner, answer, fill-mask
+        "labels": ([c.id2label[i] for i in sorted(c.id2label)]
+                   if has_head(m) or (m.head is not None and m.head.task == "token-classification") else None),
         "problem_type": c.problem_type if has_head(m) else None,
         "embedding": {"pooling": list(spec.pooling), "normalize": spec.normalize,
                       "max_seq_length": spec.max_seq_length, "from": spec.source},
         "files": {str(p.relative_to(m.path)): p.stat().st_size for p in files},
     }
     return info
+
+
+def _parameters(m) -> int:
+    """Parameters of the model and its task head, each tied array (a decoder that is the word embeddings) once."""
+    from .weights import iter_tensors
+
+    arrays = {id(a): a for tree in (m.weights, m.head_weights) for _, a in iter_tensors(tree)}
+    return int(sum(a.size for a in arrays.values()))
 
 
 def _size(n: int) -> str:
@@ -380,6 +390,11 @@ def run_info(args) -> int:
     if info["classifier"]:
         head = (f"classification head, {len(info['labels'])} labels: {', '.join(info['labels'])}"
                 f" ({info['problem_type'] or 'problem_type not set'})")
+    elif info["task_head"]:
+        verb = {"token-classification": "numbert ner", "question-answering": "numbert answer",
+                "masked-lm": "numbert fill-mask"}[info["task_head"]]
+        labels = f", {len(info['labels'])} labels: {', '.join(info['labels'])}" if info["labels"] else ""
+        head = f"{info['task_head']} head{labels} (use {verb})"
     else:
         head = "none: embeddings, and zero-shot classify with --labels"
     rows = [

@@ -116,3 +116,22 @@ def test_exit_codes_and_help(folders, capsys):
         with pytest.raises(SystemExit) as e:
             main([verb, "--help"])
         assert e.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_info_names_the_task_head(folders, capsys):
+    import transformers
+    from task_models import CLASSES
+
+    from numbert.cli import model_info
+
+    for task, verb in [("token-classification", "numbert ner"), ("question-answering", "numbert answer"),
+                       ("masked-lm", "numbert fill-mask")]:
+        info = model_info(str(folders[task]))
+        assert info["task_head"] == task and info["classifier"] is False
+        # every parameter once (a tied decoder is the word embeddings), as transformers counts them
+        assert info["parameters"] == getattr(transformers, CLASSES[task]).from_pretrained(
+            str(folders[task])).num_parameters()
+        assert main(["info", str(folders[task])]) == 0
+        out = capsys.readouterr().out
+        assert f"{task} head" in out and f"(use {verb})" in out
+    assert model_info(str(folders["token-classification"]))["labels"][:2] == ["O", "B-PER"]
