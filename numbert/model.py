@@ -148,6 +148,10 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
         raise ConfigError(f"num_labels={num_labels}: a fresh classification head is built for BERT checkpoints only; "
                           f"{folder} is a {family.name} checkpoint (load one saved as {family.head})")
     head = head_for(config.architectures, family.name)  # token classification, QA, masked LM (numbert.heads)
+    if head is not None and not _holds_head(folder, head, family.prefix):
+        # e.g. sentence-transformers/all-mpnet-base-v2: config.json still names MPNetForMaskedLM, the
+        # file holds the encoder alone. transformers' AutoModel reads it as the base model; so does numbert.
+        head = None
     if head is None:
         weights, config = load_weights(folder, config, num_labels=num_labels, seed=seed, tree=family.weights,
                                        prefix=family.prefix)
@@ -160,3 +164,14 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
     tokenizer = Tokenizer.from_folder(folder, config)
     return Model(config, weights, tokenizer, backend=backend, path=folder, source=resolved.source, head=head,
                  head_weights=head_weights)
+
+
+def _holds_head(folder: Path, head: Head, prefix: str) -> bool:
+    """Does the checkpoint store any tensor of the head (keys read from the safetensors headers only)?"""
+    from dataclasses import fields
+
+    from .weights import _read_header, canonical_key, checkpoint_files
+
+    tops = tuple(f"{f.name}." for f in fields(head.tree))  # "lm_head.", "cls.", "classifier.", "qa_outputs." ...
+    return any(canonical_key(key, prefix).startswith(tops)
+               for path in checkpoint_files(folder) for key in _read_header(path) if key != "_data_start")

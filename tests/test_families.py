@@ -368,6 +368,19 @@ def test_pretraining_checkpoint_loads_as_the_base_model(tmp_path, family, cls):
     assert max_diff_at_tokens(ours, expected, batch.attention_mask) <= TOL
 
 
+@pytest.mark.parametrize("family, architecture", [("mpnet", "MPNetForMaskedLM"), ("xlm-roberta", "XLMRobertaForMaskedLM")])
+def test_config_naming_a_head_the_file_lacks_loads_the_encoder(family_factory, tmp_path, family, architecture):
+    """sentence-transformers/all-mpnet-base-v2: config.json says MPNetForMaskedLM, the file holds the encoder alone."""
+    folder = tmp_path / family
+    shutil.copytree(family_factory(family), folder)
+    write_config(folder, architectures=[architecture])
+    model = numbert.load(folder, backend="numpy")
+    assert model.head is None and model.weights.classifier is None
+    expected = numbert.load(family_factory(family), backend="numpy")
+    batch = model.tokenize(TEXTS)
+    np.testing.assert_array_equal(model(**batch).last_hidden_state, expected(**batch).last_hidden_state)
+
+
 @pytest.mark.parametrize("family, changes, match", [
     ("roberta", dict(position_embedding_type="relative_key"), "position_embedding_type"),
     ("electra", dict(position_embedding_type="relative_key_query"), "position_embedding_type"),
