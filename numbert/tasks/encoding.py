@@ -98,12 +98,13 @@ def pad(encodings: list[Encoding], pad_id: int) -> Batch:
     return Batch(input_ids, attention_mask, token_type_ids)
 
 
-def run_batches(model, encodings: list[Encoding], head, *, batch_size: int, max_length: int,
+def run_batches(model, encodings: list[Encoding], rows_of, *, batch_size: int, max_length: int,
                 per_token: bool = False) -> list:
-    """head(output, batch) -> one row per encoding, run in length-sorted batches; rows in input order.
+    """rows_of(batch) -> one row per encoding, run in length-sorted batches; rows in input order.
 
-    Sorting by length keeps padding small. `head` gets the ModelOutput and the Batch and returns
-    [B, ...]; per_token: its rows are [T, ...] and come back cut to their encoding's length.
+    Sorting by length keeps padding small. `rows_of` gets a padded Batch and returns B rows
+    (usually a field of model(**batch)); per_token: its rows are [T, ...] and come back cut to
+    their encoding's length.
     """
     rows = [None] * len(encodings)
     lengths = np.array([len(e.ids) for e in encodings])
@@ -113,10 +114,9 @@ def run_batches(model, encodings: list[Encoding], head, *, batch_size: int, max_
     order = np.argsort(lengths, kind="stable")  # short to long
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batch = pad([encodings[i] for i in idx], model.tokenizer.pad_token_id)
-        out = head(model(**batch), batch)
+        out = rows_of(pad([encodings[i] for i in idx], model.tokenizer.pad_token_id))
         for b, i in enumerate(idx):
-            rows[i] = out[b, :len(encodings[i].ids)] if per_token else out[b]
+            rows[i] = out[b][:len(encodings[i].ids)] if per_token else out[b]
     return rows
 
 

@@ -65,7 +65,7 @@ def ner(texts, model, *, aggregation_strategy="none", ignore_labels=None, stride
         pieces = E.split(piece, room, stride) if stride is not None else E.split(piece, room, 0)[:1]
         windows += [E.with_special_tokens(tok, p) for p in pieces]
         owner += [i] * len(pieces)
-    logits = E.run_batches(m, windows, lambda out, batch: out.logits, batch_size=batch_size,
+    logits = E.run_batches(m, windows, lambda batch: m(**batch).logits, batch_size=batch_size,
                            per_token=True, max_length=tok.model_max_length)  # windows x [T, C]
 
     id2label = m.config.id2label

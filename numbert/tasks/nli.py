@@ -47,7 +47,7 @@ def nli_scores(model, texts, labels, *, template=DEFAULT_HYPOTHESIS, multi_label
     """
     entail = entailment_id(model.config)
     pairs = _encode_pairs(model, texts, hypotheses(labels, template))  # N*K encodings, text-major
-    logits = np.stack(E.run_batches(model, pairs, lambda out, batch: out.logits, batch_size=batch_size,
+    logits = np.stack(E.run_batches(model, pairs, lambda batch: model(**batch).logits, batch_size=batch_size,
                                     max_length=model.tokenizer.model_max_length))  # [N*K, C]
     logits = logits.reshape(len(texts), len(labels), -1)  # [N, K, C]
     if multi_label or len(labels) == 1:

@@ -64,7 +64,7 @@ def answer(question, context, model, *, top_k=1, doc_stride=None, max_answer_len
         return []
 
     windows, owner = _windows(m, pairs, max_seq_len, doc_stride)
-    logits = E.run_batches(m, windows, lambda out, batch: np.stack([out.start_logits, out.end_logits], axis=-1),
+    logits = E.run_batches(m, windows, _span_logits(m),
                            batch_size=batch_size, per_token=True, max_length=tok.model_max_length)  # W x [T, 2]
     cls_id = _cls_id(m)
     results = []
@@ -74,6 +74,13 @@ def answer(question, context, model, *, top_k=1, doc_stride=None, max_answer_len
                                    top_k=top_k, handle_impossible_answer=handle_impossible_answer,
                                    max_answer_len=max_answer_len, align_to_words=align_to_words))
     return results[0] if single else results
+
+
+def _span_logits(m):
+    def rows_of(batch):  # [B, T, 2]: each token's start and end logit
+        out = m(**batch)
+        return np.stack([out.start_logits, out.end_logits], axis=-1)
+    return rows_of
 
 
 def _pairs(question, context) -> list[tuple[str, str]]:
