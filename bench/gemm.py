@@ -125,7 +125,9 @@ def setup_libs(threads, mkl_dir):  # -> {lib: (prepare(w, M) -> state, call(x, s
         import blis.py
 
         libs["blis"] = (lambda w, M: w, lambda x, w, y: blis.py.gemm(x, w, out=y, trans2=True, beta=0.0))
-        notes["blis"] = f"blis {getattr(blis, '__version__', '?')} (the package's own threading: see the report)"
+        from importlib.metadata import version
+
+        notes["blis"] = f"blis {version('blis')} (runs on the calling thread only: the PyPI build is single-threaded)"
     except ImportError as e:
         notes["blis"] = f"absent ({e})"
     where = find_mkl(mkl_dir)
