@@ -222,3 +222,32 @@ def test_trace_shows_the_head(checkpoints, task, steps):
     out = model(**model.tokenize(["Paris is nice.", "x"]))
     last = out.end_logits if task == "question-answering" else out.logits
     assert max_diff_at_tokens(arrays[steps[-1]], last, t.batch.attention_mask) <= TOL
+
+
+@pytest.mark.parametrize("task", ["token-classification", "question-answering", "masked-lm"])
+def test_heads_on_the_real_minilm_encoder(minilm_path, tmp_path, task):
+    """all-MiniLM-L6-v2's trained encoder under a freshly initialised head (transformers' own init,
+    seeded), saved and read back: a real-scale check (H 384, 6 layers, V 30522) at 1e-4, both backends."""
+    import shutil
+
+    import transformers
+
+    torch.manual_seed(0)
+    kwargs = {"num_labels": 9} if task == "token-classification" else {}
+    ref_model = getattr(transformers, CLASSES[task]).from_pretrained(str(minilm_path), attn_implementation="eager",
+                                                                    **kwargs).eval()
+    ref_model.save_pretrained(str(tmp_path))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_path / name).is_file():
+            shutil.copy(minilm_path / name, tmp_path / name)
+    texts = ["Angela Merkel met Emmanuel Macron in Paris.", "Café au lait, naïve résumé!", "東京は日本の首都です。",
+             " ".join(TEXTS) * 3]
+    for backend in ("numpy", "numba"):
+        model = numbert.load(tmp_path, backend=backend)
+        batch = model.tokenize(texts)
+        with torch.no_grad():
+            ref = ref_model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        out = model(**batch)
+        names = ["start_logits", "end_logits"] if task == "question-answering" else ["logits"]
+        for name in names:
+            assert max_diff_at_tokens(getattr(out, name), getattr(ref, name).numpy(), batch.attention_mask) <= 1e-4
