@@ -161,6 +161,8 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
             raise ConfigError(f"num_labels={num_labels} adds a sequence-classification head, but {folder} is a "
                               f"{', '.join(config.architectures)} checkpoint with its own {head.task} head")
         weights, head_weights = load_with_head(folder, config, head, tree=family.weights, prefix=family.prefix)
+    if family.check is not None:
+        family.check(weights, config, str(folder))
     tokenizer = Tokenizer.from_folder(folder, config)
     return Model(config, weights, tokenizer, backend=backend, path=folder, source=resolved.source, head=head,
                  head_weights=head_weights)

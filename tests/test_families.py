@@ -395,6 +395,18 @@ def test_unsupported_options_are_refused(family_factory, tmp_path, family, chang
         numbert.load(folder)
 
 
+def test_electra_without_its_projection_is_refused(family_factory, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "electra"
+    shutil.copytree(family_factory("electra", 0), folder)  # embedding_size 16, hidden_size 32
+    tensors = {k: v for k, v in load_file(str(folder / "model.safetensors")).items()
+               if not k.startswith("embeddings_project.")}
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"embeddings_project.weight.*\[32, 16\]"):
+        numbert.load(folder)
+
+
 def test_missing_family_tensor_is_named(family_factory, tmp_path):
     """A checkpoint without MPNet's position bias table is refused, naming the key."""
     from safetensors.numpy import load_file, save_file

@@ -42,6 +42,9 @@ class Family:
     # numbert does not run (e.g. RobertaForMaskedLM, ElectraForPreTraining): loaded as the base
     # model. None: architectures are not checked (BERT, as before the families came).
     pretraining: tuple[str, ...] | None = ()
+    # check(weights, config, where): what the declared tree cannot say, checked once loaded (ELECTRA:
+    # embeddings_project is there when embedding_size != hidden_size); CheckpointError if not
+    check: Callable | None = None
 
 
 @lru_cache(maxsize=None)

@@ -22,6 +22,7 @@ from .. import layers
 from .. import modeling as M
 from .. import weights as W
 from ..config import BertConfig
+from ..errors import CheckpointError
 from ..modeling import ModelOutput
 from ..record import NO_RECORD
 from ..weights import Linear, module
@@ -45,12 +46,20 @@ def config(d: dict) -> dict:
     return {**d, "embedding_size": d.get("embedding_size", d.get("hidden_size", 768))}
 
 
+def check(w: ElectraWeights, config: BertConfig, where: str) -> None:
+    # ElectraModel has embeddings_project exactly when embedding_size != hidden_size
+    if config.embedding_size != config.hidden_size and w.embeddings_project is None:
+        raise CheckpointError(f"missing tensor 'embeddings_project.weight' (expected shape "
+                              f"[{config.hidden_size}, {config.embedding_size}]) in {where}: embedding_size "
+                              f"{config.embedding_size} != hidden_size {config.hidden_size} needs the projection")
+
+
 def electra_forward(input_ids, attention_mask, token_type_ids, w: ElectraWeights, config: BertConfig, ops,
                     output_hidden_states=False, output_attentions=False, record=NO_RECORD) -> ModelOutput:
     # ElectraModel (+ ElectraForSequenceClassification's head).
     hidden = M.bert_embeddings(input_ids, token_type_ids, w.embeddings, config, ops,
                                record.scope("embeddings"))  # [B, T, E]
-    if w.embeddings_project is not None:  # ElectraModel.embeddings_project: E -> H
+    if config.embedding_size != config.hidden_size:  # ElectraModel.embeddings_project: E -> H, built only then
         hidden = ops.linear(hidden, w.embeddings_project.weight, w.embeddings_project.bias)  # [B, T, H]
         record("embeddings_project", hidden)
     mask_bias = ops.attention_mask_bias(attention_mask)  # [B, 1, 1, T]
@@ -66,4 +75,4 @@ def electra_forward(input_ids, attention_mask, token_type_ids, w: ElectraWeights
 
 FAMILY = Family(name="electra", model_types=("electra",), prefix="electra.", base="ElectraModel",
                 head="ElectraForSequenceClassification", weights=ElectraWeights, config=config,
-                forward=electra_forward, pretraining=("ElectraForPreTraining", "ElectraForMaskedLM"))
+                forward=electra_forward, check=check, pretraining=("ElectraForPreTraining", "ElectraForMaskedLM"))
