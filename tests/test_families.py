@@ -407,6 +407,18 @@ def test_electra_without_its_projection_is_refused(family_factory, tmp_path):
         numbert.load(folder)
 
 
+def test_distilbert_half_a_head_is_refused(family_factory, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "distilbert"
+    shutil.copytree(family_factory("distilbert", 0, num_labels=2), folder)
+    tensors = {k: v for k, v in load_file(str(folder / "model.safetensors")).items()
+               if not k.startswith("pre_classifier.")}
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="pre_classifier.weight"):
+        numbert.load(folder)
+
+
 def test_missing_family_tensor_is_named(family_factory, tmp_path):
     """A checkpoint without MPNet's position bias table is refused, naming the key."""
     from safetensors.numpy import load_file, save_file

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .. import modeling as M
 from .. import weights as W
 from ..config import ACTIVATIONS, BertConfig
+from ..errors import CheckpointError
 from ..modeling import ModelOutput
 from ..record import NO_RECORD
 from ..weights import HH, NORM_H, Embedding, LayerNorm, Linear, module, stack
@@ -81,6 +82,14 @@ def config(d: dict) -> dict:
     out.update({new: d[old] for old, new in renamed.items() if old in d})
     out["layer_norm_eps"] = 1e-12  # nn.LayerNorm(config.dim, eps=1e-12) everywhere, not configurable
     return out
+
+
+def check(w: DistilBertWeights, config: BertConfig, where: str) -> None:
+    # the head is pre_classifier and classifier together
+    if (w.pre_classifier is None) != (w.classifier is None):
+        missing = "pre_classifier" if w.pre_classifier is None else "classifier"
+        raise CheckpointError(f"missing tensor '{missing}.weight' in {where}: DistilBERT's classification head is "
+                              "pre_classifier + ReLU + classifier, and the checkpoint holds only one of them")
 
 
 def distilbert_embeddings(input_ids, w: Embeddings, config: BertConfig, ops, record=NO_RECORD):
@@ -150,4 +159,4 @@ def distilbert_forward(input_ids, attention_mask, token_type_ids, w: DistilBertW
 
 FAMILY = Family(name="distilbert", model_types=("distilbert",), prefix="distilbert.", base="DistilBertModel",
                 head="DistilBertForSequenceClassification", weights=DistilBertWeights, config=config,
-                forward=distilbert_forward, token_types=False, pretraining=("DistilBertForMaskedLM",))
+                forward=distilbert_forward, check=check, token_types=False, pretraining=("DistilBertForMaskedLM",))
