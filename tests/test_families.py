@@ -234,6 +234,22 @@ def test_classify_matches_pipeline(family_factory, family):
             assert diff <= TOL, (family, backend, i, diff)
 
 
+@pytest.mark.parametrize("family", ["mpnet", "distilbert"])
+def test_zero_shot_labels_on_a_base_model(family_factory, family):
+    """classify(labels=...) on an encoder without a head: softmax(20 * cosine) of the embeddings, as for BERT."""
+    model = numbert.load(family_factory(family), backend="numpy")
+    labels = ["sport", "cooking", "music"]
+    results = numbert.classify(TEXTS[:3], model, labels=labels, top_k=None)
+    texts_vec = numbert.embed(TEXTS[:3], model)
+    label_vec = numbert.embed([f"This is {x}." for x in labels], model)  # api.DEFAULT_TEMPLATE
+    cos = (texts_vec / np.linalg.norm(texts_vec, axis=1, keepdims=True)) @ \
+        (label_vec / np.linalg.norm(label_vec, axis=1, keepdims=True)).T  # [N, K]
+    expected = np.exp(20 * cos) / np.exp(20 * cos).sum(1, keepdims=True)
+    for i, r in enumerate(results):
+        got = {d["label"]: d["score"] for d in r}
+        np.testing.assert_allclose([got[x] for x in labels], expected[i], atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["mpnet", "xlm-roberta"])
 def test_embed_matches_sentence_transformers(family_factory, family, tmp_path):
     st = pytest.importorskip("sentence_transformers")
@@ -417,6 +433,12 @@ def test_distilbert_half_a_head_is_refused(family_factory, tmp_path):
     save_file(tensors, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match="pre_classifier.weight"):
         numbert.load(folder)
+
+
+def test_fresh_head_is_for_bert_only(family_factory):
+    with pytest.raises(ConfigError, match="num_labels=3: a fresh classification head is built for BERT checkpoints "
+                                          "only.*roberta checkpoint.*RobertaForSequenceClassification"):
+        numbert.load(family_factory("roberta"), num_labels=3)
 
 
 def test_missing_family_tensor_is_named(family_factory, tmp_path):
