@@ -180,8 +180,8 @@ MPNET_LAYER_STEPS = (  # MPNetLayer: BERT's attention maths under attention.attn
              twin=Twin("op", op="matmul")),
     StepInfo(_ATTN + "context_permuted", "Context Permute", "B T nh hs", inputs=(_ATTN + "context",),
              twin=Twin("op", op="swap_heads_tokens")),
-    StepInfo(_ATTN + "context_reshaped", "Context Reshaped", "B T H", twin=Twin("input", "o"), hidden=True),
-    StepInfo(_ATTN + "o", "Hidden States Linear Layer", "B T H"),
+    StepInfo(_ATTN + "context_reshaped", "Context Reshaped", "B T H", twin=Twin("input", "o")),
+    StepInfo(_ATTN + "o", "Hidden States Linear Layer", "B T H", hidden=True),  # what MPNetAttention's LayerNorm reads
     StepInfo("attention.LayerNorm", "Hidden States Normalization Layer", "B T H", hidden=True),
 )
 _DA = "attention."  # DistilBERT's DistilBertSelfAttention
@@ -206,13 +206,13 @@ DISTILBERT_LAYER_STEPS = (  # TransformerBlock, under transformer.layer.N
              twin=Twin("op", op="matmul")),
     StepInfo(_DA + "context_permuted", "Context Permute", "B T nh hs", inputs=(_DA + "context",),
              twin=Twin("op", op="swap_heads_tokens")),
-    StepInfo(_DA + "context_reshaped", "Context Reshaped", "B T H", twin=Twin("input", "out_lin"), hidden=True),
-    StepInfo(_DA + "out_lin", "Hidden States Linear Layer (out_lin)", "B T H"),
+    StepInfo(_DA + "context_reshaped", "Context Reshaped", "B T H", twin=Twin("input", "out_lin")),
+    StepInfo(_DA + "out_lin", "Hidden States Linear Layer (out_lin)", "B T H", hidden=True),  # sa_layer_norm reads it
     StepInfo("sa_layer_norm", "Hidden States Normalization Layer (sa_layer_norm)", "B T H", hidden=True),
     StepInfo("ffn.dense", "Hidden States Linear Layer (lin1)", "B T I", twin=Twin("output", "lin1")),
     StepInfo("ffn.intermediate_act_fn", "Hidden States {act} Activation Function", "B T I",
-             twin=Twin("output", "activation"), hidden=True),
-    StepInfo("ffn.lin2", "Hidden States Linear Layer (lin2)", "B T H"),
+             twin=Twin("output", "activation")),
+    StepInfo("ffn.lin2", "Hidden States Linear Layer (lin2)", "B T H", hidden=True),  # output_layer_norm reads it
     StepInfo("output_layer_norm", "Hidden States Layer Normalization (output_layer_norm)", "B T H", hidden=True),
 )
 FAMILY_HEAD_STEPS = (  # RobertaClassificationHead (ELECTRA's, MPNet's), DistilBERT's pre_classifier

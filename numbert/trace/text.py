@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalogue import ALL_STEPS, StepInfo
+from .catalogue import ALL_STEPS, StepInfo, split_name
 from .core import Recording, fmt_shape, token_mask
 
 TITLE_W, SHAPE_W, LAYOUT_W = 43, 16, 11
@@ -82,11 +82,15 @@ def detail_lines(step, mask, values: bool, stats: bool) -> list[str]:
     return out
 
 
-def layer_rule(layer: int | None, layers: list[int] | None) -> list[str]:
-    """The "---- BERT LAYER n ----" line that opens an encoder layer; "..." under it when it is not shown."""
+def layer_rule(layer: int | None, layers: list[int] | None, name: str = "") -> list[str]:
+    """The "---- BERT LAYER n ----" line that opens an encoder layer; "..." under it when it is not shown.
+
+    name: the layer's first step, whose path names the layer (DistilBERT's is transformer.layer.N).
+    """
     if layer is None:
         return []
-    lines = [f"{RULE} BERT LAYER {layer + 1} {RULE}   encoder.layer.{layer}"]
+    path = name[:len(name) - len(split_name(name)[1]) - 1] if name else f"encoder.layer.{layer}"
+    lines = [f"{RULE} BERT LAYER {layer + 1} {RULE}   {path}"]
     if layers is not None and layer + 1 not in layers:
         lines.append("  ...")
     return lines
@@ -130,7 +134,7 @@ def render(trace: Recording, layers: list[int] | None, values: bool = False, sta
         info = ALL_STEPS.get(step.key, UNKNOWN)
         if step.layer != layer:
             layer, module = step.layer, None
-            lines.extend(layer_rule(layer, layers))
+            lines.extend(layer_rule(layer, layers, step.name))
         if layer is None or layers is None or layer + 1 in layers:
             if step.module != module:
                 module = step.module
