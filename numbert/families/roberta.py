@@ -51,7 +51,9 @@ class RobertaWeights:  # RobertaModel (+ the head of RobertaForSequenceClassific
 
 def config(d: dict) -> dict:
     # BERT's names already; positions start after the pad id (create_position_ids_from_input_ids)
-    return {**d, "position_offset": d.get("pad_token_id", 1) + 1}
+    pad = d.get("pad_token_id")
+    pad = 1 if pad is None else pad  # RobertaConfig's default
+    return {**d, "pad_token_id": pad, "position_offset": pad + 1}
 
 
 def roberta_position_ids(input_ids, padding_idx):  # [B, T], int -> [B, T]
