@@ -53,7 +53,8 @@ def test_output_shapes_and_dtypes(model, batch):
 
 
 def test_output_fields_are_named(model, batch):
-    assert ModelOutput._fields == ("last_hidden_state", "pooler_output", "logits", "hidden_states", "attentions")
+    assert ModelOutput._fields == ("last_hidden_state", "pooler_output", "logits", "hidden_states", "attentions",
+                                   "start_logits", "end_logits")  # the last two: question answering (numbert.heads)
     out = model(**batch)
     assert out.hidden_states is None and out.attentions is None  # only when asked for
     assert out[0] is out.last_hidden_state and out._asdict()["logits"] is out.logits
