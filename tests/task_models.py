@@ -147,3 +147,15 @@ def build_family_task_checkpoint(folder: Path, family: str, task: str, *, config
                 p.add_(torch.randn_like(p) * initializer_range)
     model.eval().save_pretrained(str(folder))
     return folder
+
+
+FAMILIES = ("distilbert", "roberta", "xlm-roberta", "electra", "mpnet")
+_BUILT: dict = {}
+
+
+def cached_checkpoint(tmp_path_factory, build, *args, **kwargs) -> Path:
+    """build(folder, *args, **kwargs) once per test session for the same arguments (any test module)."""
+    key = (build.__name__, json.dumps([args, kwargs], sort_keys=True, default=str))
+    if key not in _BUILT:
+        _BUILT[key] = build(tmp_path_factory.mktemp("_".join(map(str, args)) or "ckpt"), *args, **kwargs)
+    return _BUILT[key]

@@ -9,24 +9,14 @@ import warnings
 
 import pytest
 from qa_reference import qa_pipeline
-from task_models import (LONG_TEXT, NLI_LABELS, TEXTS, assert_same_results, build_family_task_checkpoint,
-                         family_task_class)
+from task_models import (FAMILIES, LONG_TEXT, NLI_LABELS, TEXTS, assert_same_results, build_family_task_checkpoint,
+                         cached_checkpoint, family_task_class)
 
 import numbert
 
-FAMILIES = ("distilbert", "roberta", "xlm-roberta", "electra", "mpnet")
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    cache = {}
-
-    def make(family, task):
-        if (family, task) not in cache:
-            cache[family, task] = build_family_task_checkpoint(tmp_path_factory.mktemp(family), family, task)
-        return cache[family, task]
-
-    return make
+    return lambda family, task: cached_checkpoint(tmp_path_factory, build_family_task_checkpoint, family, task)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

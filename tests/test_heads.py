@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import max_diff_at_tokens
-from task_models import CLASSES, TEXTS, build_task_checkpoint, oracle_model
+from task_models import CLASSES, FAMILIES, TEXTS, build_task_checkpoint, oracle_model
 
 import numbert
 from numbert.errors import ConfigError
@@ -149,21 +149,11 @@ def test_classes_cover_the_registry():
     assert head_for(["RobertaForTokenClassification"], "roberta") is HEADS["token-classification"]
 
 
-FAMILIES = ("distilbert", "roberta", "xlm-roberta", "electra", "mpnet")
-
-
 @pytest.fixture(scope="module")
 def family_checkpoints(tmp_path_factory):
-    from task_models import build_family_task_checkpoint
+    from task_models import build_family_task_checkpoint, cached_checkpoint
 
-    cache = {}
-
-    def make(family, task):
-        if (family, task) not in cache:
-            cache[family, task] = build_family_task_checkpoint(tmp_path_factory.mktemp(family), family, task)
-        return cache[family, task]
-
-    return make
+    return lambda family, task: cached_checkpoint(tmp_path_factory, build_family_task_checkpoint, family, task)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

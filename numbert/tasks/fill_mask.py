@@ -15,6 +15,7 @@ from ..errors import positive_int
 from ..tokenizer import check_texts
 from . import encoding as E
 from ..heads import require_head
+from ..layers import softmax
 
 MASK_FALLBACKS = ("[MASK]", "<mask>")
 
@@ -55,7 +56,7 @@ def fill_mask(texts, model, *, top_k=5, targets=None, truncation=False, batch_si
     positions = [np.flatnonzero(np.asarray(e.ids) == mask_id) for e in encodings]  # N x [M_i]
     logits = E.run_batches(m, encodings, lambda batch: mask_logits(m, batch, mask_id), batch_size=batch_size,
                            max_length=m.tokenizer.model_max_length)  # N x [M_i, V]
-    probs = _softmax(np.concatenate(logits))  # [M, V]
+    probs = softmax(np.concatenate(logits))  # [M, V]: each mask's distribution over the vocabulary
 
     results, row = [], 0
     for e, where in zip(encodings, positions):
@@ -97,11 +98,6 @@ def _encode(m, texts, mask_id, mask_token, truncation):
                              f"should be predicted ({texts[i]!r:.60})")
         encodings.append(E.with_special_tokens(tok, piece))
     return encodings
-
-
-def _softmax(logits):  # [M, V] -> [M, V], float32 as torch's softmax
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))  # [M, V]
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _candidates(m, ids, pos, probs, top_k, target_ids, single_mask):

@@ -16,6 +16,7 @@ from ..errors import positive_int
 from ..tokenizer import check_texts
 from . import encoding as E
 from ..heads import require_head
+from ..layers import softmax
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
@@ -74,7 +75,7 @@ def ner(texts, model, *, aggregation_strategy="none", ignore_labels=None, stride
     results = [[] for _ in texts]
     counts = np.bincount(owner, minlength=len(texts))
     for enc, text_logits, i in zip(windows, logits, owner):
-        scores = softmax(text_logits)  # [T, C]
+        scores = softmax(text_logits)  # [T, C]: the pipeline's shifted softmax over the labels
         pre = gather_pre_entities(texts[i], enc, scores, tok.backend.id_to_token, unk_id, subword_prefix,
                                   strategy)
         grouped = aggregate(pre, strategy, id2label, lambda tokens: E.tokens_to_string(m, tokens))
@@ -94,12 +95,6 @@ def _check_strategy(strategy) -> str:
 def _unk_id(m):
     token = E.special_token(m, "unk_token", ("[UNK]", "<unk>"))
     return None if token is None else m.tokenizer.backend.token_to_id(token)
-
-
-def softmax(logits):  # [T, C] -> [T, C], written as the pipeline's postprocess writes it
-    maxes = np.max(logits, axis=-1, keepdims=True)
-    shifted_exp = np.exp(logits - maxes)
-    return shifted_exp / shifted_exp.sum(axis=-1, keepdims=True)
 
 
 # ----------------------------------------------------------------------------- the pipeline's post-processing

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers import softmax
 from . import encoding as E
 
 DEFAULT_HYPOTHESIS = "This example is {}."  # the pipeline's default hypothesis_template
@@ -53,13 +54,8 @@ def nli_scores(model, texts, labels, *, template=DEFAULT_HYPOTHESIS, multi_label
     if multi_label or len(labels) == 1:
         contradiction = -1 if entail == 0 else 0
         pair = logits[..., [contradiction, entail]]  # [N, K, 2]
-        return _softmax(pair)[..., 1]  # [N, K]
-    return _softmax(logits[..., entail])  # [N, K]
-
-
-def _softmax(x):  # over the last axis
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+        return softmax(pair)[..., 1]  # [N, K]
+    return softmax(logits[..., entail])  # [N, K]
 
 
 def _encode_pairs(model, texts, hyps):
