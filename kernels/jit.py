@@ -22,29 +22,37 @@ The threading layer: Numba's `workqueue`, with one lock around parallel kernel l
 A `prange` loop runs on one of three Numba threading layers. numbert needs one that is
 (1) fast whatever the process imported before (torch, threads=), (2) safe to call from many
 Python threads at once, (3) safe across `fork`, and (4) needs nothing the user must export or
-install. Numba's docs (user/threading-layer) and its source (numba/np/ufunc/parallel.py,
-workqueue.c) say, and we measured:
+install. What Numba's docs (user/threading-layer) and source (numba/np/ufunc/parallel.py) say,
+and what we measured (2-core AMD EPYC Zen 4, 2 threads, fp32, MiniLM = all-MiniLM-L6-v2,
+medians; each layer in its own process, see `python -m bench.threadlayer`):
 
 - `omp` (GNU OpenMP, Numba's default on Linux without TBB): thread-safe, but NOT fork-safe
   (libgomp; a forked child prints "Terminating: fork() called from a process already using
   GNU OpenMP" and a `fork` Pool hangs). Its workers spin after each loop unless
   OMP_WAIT_POLICY=PASSIVE was in the environment when the runtime loaded; torch loads its own
   libgomp.so.1 globally at `import torch`, and Numba's omppool binds to that already
-  initialised runtime, so no setting made after `import torch` can reach it. Measured:
-  MiniLM 1x128 28-31 ms clean, 263-268 ms with torch imported first (8.6x).
+  initialised runtime, so no setting made after `import torch` can reach it. Measured
+  (quiet moment, 15 calls each, 2 processes per cell): MiniLM 1x128 28-31 ms clean, 263-268 ms
+  with torch imported first (8.6x). On the loaded shared machine (bench.threadlayer, 5 rounds)
+  torch first / threads=2 cost 1.1-6.4x / 1.3-7.6x the clean process across BERT-base-shaped
+  (2 layers) and MiniLM, 1x128 and 8x128.
 - `tbb`: thread- and fork-safe, no spinning problem (MiniLM 1x128 clean 30-44 ms, torch first
-  25-32 ms), but a new run-time dependency (the `tbb` wheel, ~20 MB of shared libraries) and
-  it changes the default layer of every other Numba user in the environment.
+  25-32 ms; bench.threadlayer: torch first / threads=2 at 0.7-1.0x / 0.8-1.1x of clean), but a
+  new run-time dependency (the `tbb` wheel, ~20 MB of shared libraries) that would also change
+  the default layer of every other Numba user in the environment.
 - `workqueue`: Numba's own pool, always present, fork-safe (Numba re-creates it in a forked
-  child), workers sleep on a condition variable between loops (no spinning, so nothing to
-  starve BLAS and nothing that depends on what loaded first): MiniLM 1x128 30-34 ms clean,
-  31-35 ms with torch imported first. Its one limit: it is NOT thread-safe; two launches
-  at once from two Python threads abort the process ("Terminating: Nested parallel kernel
-  launch detected"). Hence `_LAUNCH_LOCK`: every parallel kernel launch takes one
-  process-wide lock (re-created in a forked child with os.register_at_fork, in case the fork
-  happened while another thread held it). On these machines each kernel already uses all
-  cores, so serialising the (short) parallel loops costs no throughput; the GEMMs between
-  them, which dominate, still run concurrently in BLAS.
+  child), workers sleep on a condition variable between loops: nothing spins, so nothing
+  starves BLAS and nothing depends on what loaded first. MiniLM 1x128 30-34 ms clean, 31-35 ms
+  with torch imported first (quiet moment, as above), i.e. as fast as omp at its best; on the
+  loaded machine no condition was consistently slower than clean (ratios 0.2-2x moved with
+  the load from round to round, in both directions). Its one limit: it is NOT thread-safe;
+  two launches at once from two Python threads abort the process ("Terminating: Nested
+  parallel kernel launch detected"). Hence `_LAUNCH_LOCK`: every parallel kernel launch takes
+  one process-wide lock (re-created in a forked child with os.register_at_fork, in case the
+  fork happened while another thread held it). Each kernel already uses all cores, so
+  serialising the (short) parallel loops costs no throughput; the GEMMs between them, which
+  dominate, still run concurrently in BLAS. Outputs are bit-identical to the omp layer's
+  (each row is computed by one thread either way).
 
 So numbert selects `workqueue` here, at import, before any parallel kernel is compiled or
 launched (numba.config.THREADING_LAYER is read when Numba starts its pool, so this works
@@ -107,8 +115,23 @@ def _new_lock_in_child():
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
+# Numba keeps its thread count per Python thread (numba.set_num_threads in one thread leaves
+# the others at NUMBA_NUM_THREADS), so a count chosen once (numbert.load(threads=N)) is
+# applied by each launch, in whichever thread makes it. None: leave Numba's count alone.
+NUM_THREADS: int | None = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """The Numba thread count of every parallel kernel launch from now on, in every thread."""
+    global NUM_THREADS
+    if n is not None:
+        numba.set_num_threads(n)  # validates n, and starts the pool (after select_threading_layer)
+    NUM_THREADS = n
+
+
 class ParallelKernel:
-    """A parallel Numba kernel called from Python; each call holds the launch lock.
+    """A parallel Numba kernel called from Python; each call holds the launch lock and runs
+    on NUM_THREADS threads.
 
     Attribute access goes to the Numba dispatcher (py_func, signatures, ...). A parallel
     kernel is an entry point: call it from Python, not from another jitted function."""
@@ -117,9 +140,12 @@ class ParallelKernel:
         self.dispatcher = dispatcher
         functools.update_wrapper(self, getattr(dispatcher, "py_func", dispatcher))
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         with _LAUNCH_LOCK:
-            return self.dispatcher(*args)
+            n = NUM_THREADS
+            if n is not None and numba.get_num_threads() != n:
+                numba.set_num_threads(n)
+            return self.dispatcher(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.dispatcher, name)

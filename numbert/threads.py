@@ -3,7 +3,9 @@
 `numbert.load(..., threads=N)` or the environment variable NUMBERT_NUM_THREADS set both
 Numba's thread count (its parallel kernels) and the BLAS library's (NumPy's matmul), via
 threadpoolctl. The kernels never call BLAS inside a parallel loop, so the two pools never
-run at the same time and N threads means N busy cores, not N x N.
+run at the same time and N threads means N busy cores, not N x N. The count holds for calls
+from every Python thread: Numba's own setting is per thread, so numbert.kernels.jit applies
+it at each parallel kernel launch.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ def set_threads(threads=None) -> int | None:
     import numba
     from threadpoolctl import threadpool_limits
 
-    # set_num_threads starts Numba's pool: numbert's threading layer must be chosen first
-    from .kernels.jit import select_threading_layer
+    # Numba's pool starts here: numbert's threading layer must be chosen first. jit keeps the
+    # count for launches from every Python thread (Numba's own setting is per thread).
+    from .kernels import jit
 
-    select_threading_layer()
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    jit.select_threading_layer()
+    jit.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
     return n

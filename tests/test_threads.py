@@ -121,6 +121,29 @@ def test_many_threads_share_one_model(ckpt, tmp_path, minilm_path):
         assert r["bad"] == [], f"{name}: {len(r['bad'])} of 104 concurrent calls differ from the serial run"
 
 
+def test_thread_count_holds_in_every_thread(ckpt, tmp_path):
+    # numba.set_num_threads is per Python thread: load(threads=1) in the main thread must still
+    # mean 1 Numba thread for a call made from another thread (BLAS's limit is process-wide)
+    got = run_python("""
+        import json, sys, threading
+        import numba, numbert
+        m = numbert.load(sys.argv[1], threads=1)
+        batch = m.tokenize(["I love cats!"])
+        seen = []
+        def work():
+            before = numba.get_num_threads()
+            m(**batch)
+            seen.append((before, numba.get_num_threads()))
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        print(json.dumps({"cores": numba.config.NUMBA_NUM_THREADS, "seen": seen[0]}))
+    """, tmp_path, ckpt)
+    if got["cores"] < 2:
+        pytest.skip("one core: nothing to limit")
+    assert got["seen"] == [got["cores"], 1]  # the new thread started at Numba's default, ran on 1
+
+
 FORK_POOL = """
     import json, multiprocessing as mp, sys, threading
     import numpy as np
