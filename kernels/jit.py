@@ -147,7 +147,9 @@ class ParallelKernel:
                 numba.set_num_threads(n)
             return self.dispatcher(*args, **kwargs)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # only for names not found on the wrapper itself
+        if name == "dispatcher":  # not set yet (e.g. during copy): no recursion
+            raise AttributeError(name)
         return getattr(self.dispatcher, name)
 
 
