@@ -117,6 +117,7 @@ def token_classification(hidden, w: TokenClassificationHead, ops, record=NO_RECO
 def question_answering(hidden, w: QuestionAnsweringHead, ops, record=NO_RECORD):
     # BertForQuestionAnswering.qa_outputs: two scores per token, where the answer starts and where it ends.
     logits = ops.linear(hidden, w.qa_outputs.weight, w.qa_outputs.bias)  # [B, T, 2]
+    record("logits", logits)
     start_logits = np.ascontiguousarray(logits[..., 0])  # [B, T]
     end_logits = np.ascontiguousarray(logits[..., 1])  # [B, T]
     record("start_logits", start_logits)

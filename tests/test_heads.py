@@ -186,25 +186,29 @@ def test_family_heads(family_checkpoints, family, task, backend):
     if task == "masked-lm" and backend == "numpy":  # the trace shows the family's head, each step catalogued
         from numbert.trace.catalogue import ALL_STEPS
 
-        t = numbert.trace(["Paris is nice."], model)
+        t = numbert.trace(["Paris is nice."], model, check="torch")
         head_steps = [n for n in t.names() if n.startswith(("lm_head", "vocab_", "generator_"))]
         assert len(head_steps) == 3 and all(n in ALL_STEPS for n in head_steps), t.names()[-4:]
+        assert all(t.check.steps[n].max_abs_diff is not None and t.check.steps[n].ok for n in head_steps)
         assert np.abs(t[head_steps[-1]] - model(**model.tokenize(["Paris is nice."])).logits).max() <= TOL
 
 
 @pytest.mark.parametrize("task, steps", [
     ("token-classification", ["classifier.token_logits"]),
-    ("question-answering", ["qa_outputs.start_logits", "qa_outputs.end_logits"]),
+    ("question-answering", ["qa_outputs.logits", "qa_outputs.start_logits", "qa_outputs.end_logits"]),
     ("masked-lm", ["cls.predictions.transform.dense_act", "cls.predictions.transform.LayerNorm",
                    "cls.predictions.logits"]),
 ])
 def test_trace_shows_the_head(checkpoints, task, steps):
-    """The trace records the head's steps after the encoder, each in the catalogue with its axes, and
-    the last one is the head's output."""
+    """The trace records the head's steps after the encoder, each in the catalogue with its axes, the
+    last one the head's output, and check="torch" finds each one's twin in transformers' model."""
     from numbert.trace.catalogue import ALL_STEPS
 
     model = numbert.load(checkpoints(task, 0), backend="numpy")
-    t = numbert.trace(["Paris is nice.", "x"], model)
+    t = numbert.trace(["Paris is nice.", "x"], model, check="torch")
+    assert CLASSES[task] in t.check.reference
+    for name in steps:
+        assert t.check.steps[name].max_abs_diff is not None and t.check.steps[name].ok, t.check.steps[name]
     assert t.names()[-len(steps):] == steps
     arrays = {s.name: s.array for s in t.steps}
     for name in steps:

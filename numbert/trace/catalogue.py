@@ -225,20 +225,30 @@ FAMILY_HEAD_STEPS = (  # RobertaClassificationHead (ELECTRA's, MPNet's), DistilB
 )
 # The task heads of numbert.heads, on every token of the encoder's output (V: the vocabulary).
 TASK_HEAD_STEPS = (
-    StepInfo("classifier.token_logits", "Token Classifier Linear Layer", "B T C"),
-    StepInfo("qa_outputs.start_logits", "Answer Start Logits (qa_outputs)", "B T"),
-    StepInfo("qa_outputs.end_logits", "Answer End Logits (qa_outputs)", "B T"),
-    StepInfo("cls.predictions.transform.dense_act", "Head Linear Layer + {act} Activation", "B T H"),
+    StepInfo("classifier.token_logits", "Token Classifier Linear Layer", "B T C", twin=Twin("output", _SELF)),
+    StepInfo("qa_outputs.logits", "Start / End Logits Linear Layer", "B T 2", twin=Twin("output", _SELF)),
+    StepInfo("qa_outputs.start_logits", "Answer Start Logits", "B T", inputs=("qa_outputs.logits",),
+             twin=Twin("op", op="first_of_last")),
+    StepInfo("qa_outputs.end_logits", "Answer End Logits", "B T", inputs=("qa_outputs.logits",),
+             twin=Twin("op", op="second_of_last")),
+    # BERT's BertLMPredictionHead (transform_act_fn is a module there)
+    StepInfo("cls.predictions.transform.dense_act", "Head Linear Layer + {act} Activation", "B T H",
+             twin=Twin("output", "transform_act_fn")),
     StepInfo("cls.predictions.transform.LayerNorm", "Head Layer Normalization", "B T H"),
     StepInfo("cls.predictions.logits", "Vocabulary Logits (tied decoder)", "B T V",
-             inputs=("cls.predictions.transform.LayerNorm",)),
-    StepInfo("lm_head.dense_act", "Head Linear Layer + Gelu Activation", "B T H"),  # RoBERTa, XLM-R, MPNet
+             inputs=("cls.predictions.transform.LayerNorm",), twin=Twin("output", "decoder")),
+    # RobertaLMHead (XLM-R, MPNet): gelu is a function, so its output is layer_norm's input
+    StepInfo("lm_head.dense_act", "Head Linear Layer + Gelu Activation", "B T H", twin=Twin("input", "layer_norm")),
     StepInfo("lm_head.layer_norm", "Head Layer Normalization", "B T H"),
-    StepInfo("lm_head.logits", "Vocabulary Logits (tied decoder)", "B T V"),
-    StepInfo("vocab_transform", "Head Linear Layer + {act} Activation (vocab_transform)", "B T H"),  # DistilBERT
-    StepInfo("vocab_layer_norm", "Head Layer Normalization (vocab_layer_norm)", "B T H"),
+    StepInfo("lm_head.logits", "Vocabulary Logits (tied decoder)", "B T V", twin=Twin("output", "decoder")),
+    # DistilBertForMaskedLM
+    StepInfo("vocab_transform", "Head Linear + {act} (vocab_transform)", "B T H",
+             twin=Twin("input", "vocab_layer_norm")),
+    StepInfo("vocab_layer_norm", "Head LayerNorm (vocab_layer_norm)", "B T H"),
     StepInfo("vocab_projector", "Vocabulary Logits (vocab_projector)", "B T V"),
-    StepInfo("generator_predictions.dense_act", "Head Linear Layer (H to E) + Gelu", "B T E"),  # ELECTRA
+    # ElectraForMaskedLM (the generator)
+    StepInfo("generator_predictions.dense_act", "Head Linear Layer (H to E) + Gelu", "B T E",
+             twin=Twin("input", "LayerNorm")),
     StepInfo("generator_predictions.LayerNorm", "Head Layer Normalization", "B T E"),
     StepInfo("generator_lm_head", "Vocabulary Logits (generator_lm_head)", "B T V"),
 )

@@ -34,6 +34,9 @@ def torch_reference(model: Model):
     transformers.logging.set_verbosity_error()  # "some weights were not initialised": we copy them below
     transformers.logging.disable_progress_bar()
     try:
+        if getattr(model, "head", None) is not None:  # a task head (numbert.heads): the checkpoint's own class
+            cls = getattr(transformers, model.config.architectures[0])
+            return cls.from_pretrained(str(model.path), attn_implementation="eager", dtype=torch.float32).eval()
         if model.family.name != "bert":  # the family's own classes, as pipeline() would pick them
             auto = (transformers.AutoModelForSequenceClassification if model.weights.classifier is not None
                     else transformers.AutoModel)
@@ -90,7 +93,10 @@ def eager_ops(num_heads: int, head_size: int) -> dict:
             "matmul": torch.matmul,
             "scale": lambda x: x * (head_size ** -0.5),  # eager_attention_forward multiplies by module.scaling
             "add": lambda a, b: a + b,
-            "swap_heads_tokens": lambda x: x.transpose(1, 2)}  # [B, nh, T, hs] -> [B, T, nh, hs]
+            "swap_heads_tokens": lambda x: x.transpose(1, 2),  # [B, nh, T, hs] -> [B, T, nh, hs]
+            # BertForQuestionAnswering: logits.split(1, dim=-1), squeezed: [B, T, 2] -> [B, T] each
+            "first_of_last": lambda x: x[..., 0].contiguous(),
+            "second_of_last": lambda x: x[..., 1].contiguous()}
 
 
 def hook(module, name: str, twin: Twin, keep, B: int, T: int):
