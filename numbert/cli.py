@@ -182,7 +182,9 @@ def _add_classify(sub):
         description="Label each text. A checkpoint with a classification head gives its own labels "
                     "(as transformers' text-classification pipeline does); a model without one compares "
                     "each text with --labels (default positive,negative) by sentence-embedding "
-                    f"similarity (zero-shot). With no --model: {DEFAULT_MODEL}.",
+                    "similarity (zero-shot); an NLI model (an 'entailment' label) scores --labels by "
+                    "entailment, as the zero-shot-classification pipeline does (--multi-label). "
+                    f"With no --model: {DEFAULT_MODEL}.",
         epilog='example: numbert classify "I love cats!" "He hates pineapple pizza."',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_texts(p)
