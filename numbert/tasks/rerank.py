@@ -44,7 +44,7 @@ def rerank(query, documents, model, *, top_k=None, return_documents=False, activ
     positive_int(top_k, "top_k", none_ok=True)
     positive_int(batch_size, "batch_size")
     m = get_model(model, backend=backend, revision=revision)
-    if m.weights.classifier is None or getattr(m, "task", "sequence-classification") != "sequence-classification":
+    if m.weights.classifier is None or m.head is not None:  # no sequence classifier, or a token-level head
         raise ValueError(f"{m.path} is not a cross-encoder: rerank needs a sequence-classification checkpoint "
                          "(e.g. BertForSequenceClassification) with one label")
     if m.config.num_labels != 1:
@@ -80,7 +80,7 @@ def logits(m, firsts, seconds, batch_size) -> np.ndarray:
 
 def default_activation(m) -> str:
     """CrossEncoder.get_default_activation_fn: config.json's sentence_transformers.activation_fn, else sigmoid."""
-    path = None
+    path = None  # the activation's dotted name, as sentence-transformers saves it
     try:
         config = json.loads((m.path / "config.json").read_text(encoding="utf-8")) if m.path is not None else {}
     except (OSError, ValueError):
