@@ -109,7 +109,7 @@ class MarkedEmbedder(nray.Embedder):
 
     def __call__(self, batch):
         out = super().__call__(batch)
-        time.sleep(0.15)  # long enough a run that the killed actor comes back before it ends
+        time.sleep(0.25)  # long enough a run that the killed actor comes back before it ends
         (self.marks / f"batch-{os.getpid()}-{time.time_ns()}").touch()
         return out
 
