@@ -393,10 +393,22 @@ def checked_take(tensors, origin, where: str, taken: set):
             )
         if tensors[key].dtype != np.float32:
             raise CheckpointError(f"tensor {key!r} in {origin[key]} has dtype {tensors[key].dtype}, expected a float type")
+        if key in origin:  # read from a file (a new head is drawn here, finite by construction)
+            check_finite(key, tensors[key], origin[key])
         taken.add(key)
         return tensors[key]
 
     return take
+
+
+def check_finite(key: str, a: np.ndarray, path: Path) -> None:
+    # One NaN or inf in a weight turns every score it touches into NaN: a silently wrong label
+    # with exit code 0. Refuse it at load, where the tensor and the file can still be named.
+    if not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))
+        where = tuple(int(i) for i in bad[0])
+        raise CheckpointError(f"tensor {key!r} in {path} holds {len(bad)} non-finite value(s) "
+                              f"(first: {a[where]} at index {list(where)}); the checkpoint is corrupt")
 
 
 def warn_unexpected(folder: Path, left: list[str]) -> None:

@@ -358,6 +358,32 @@ def test_wrong_classifier_shape(base, tmp_path):
         numbert.load(folder)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weight_is_refused_by_tensor_and_file(base, tmp_path, bad):
+    # Before: one NaN gave NaN scores, an arbitrary label and exit 0 (issue 10, item 4).
+    tensors = stored(base)
+    tensors[KEY] = tensors[KEY].copy()
+    tensors[KEY][3, 5] = bad
+    folder = clone(base, tmp_path / "nan", tensors)
+    with pytest.raises(numbert.CheckpointError) as e:
+        numbert.load(folder)
+    message = str(e.value)
+    assert "'encoder.layer.0.intermediate.dense.weight'" in message and str(folder / "model.safetensors") in message
+    assert "1 non-finite value(s)" in message and "[3, 5]" in message
+
+
+def test_non_finite_weight_makes_the_cli_exit_1(base, tmp_path, capsys):
+    from numbert.cli import main
+
+    tensors = stored(base)
+    tensors[KEY] = tensors[KEY].copy()
+    tensors[KEY][0, 0] = np.nan
+    folder = clone(base, tmp_path / "nan-cli", tensors)
+    assert main(["classify", "--model", str(folder), "--json", "hello"]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and "non-finite" in out.err
+
+
 def test_integer_tensor_in_a_float_slot(base, tmp_path):
     tensors = stored(base)
     tensors[KEY] = tensors[KEY].astype(np.int32)
