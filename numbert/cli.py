@@ -347,7 +347,7 @@ def model_info(model_name=None, revision=None) -> dict:
     files = sorted(p for p in Path(m.path).rglob("*") if p.is_file() and not p.name.startswith("."))
     info = {
         "model": str(name),
-        "found_in": getattr(m, "source", "local folder"),
+        "found_in": m.source,
         "folder": str(m.path),
         "architectures": list(c.architectures),
         "layers": c.num_hidden_layers, "hidden_size": c.hidden_size, "heads": c.num_attention_heads,

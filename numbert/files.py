@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import positive_int
+
 ON_ERROR = ("fail", "skip")
 TASKS = ("embed", "classify")
 DEFAULT_ROWS_PER_BATCH = 2048  # rows read, encoded and written per step: the unit of memory and of resume
@@ -491,8 +493,7 @@ def run_file(task: str, input, output, *, model=None, column="text", keep=(), re
         raise ValueError(f"task must be one of {', '.join(TASKS)}, found {task!r}")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, found {on_error!r}")
-    if not isinstance(rows_per_batch, int) or isinstance(rows_per_batch, bool) or rows_per_batch < 1:
-        raise ValueError(f"rows_per_batch must be a positive integer, found {rows_per_batch!r}")
+    positive_int(rows_per_batch, "rows_per_batch")
     keep = list(keep or ())
     input, output = Path(input), Path(output)
     out_fmt = file_format(output, OUTPUT_FORMATS, "--output")

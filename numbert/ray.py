@@ -32,6 +32,7 @@ from __future__ import annotations
 import ray
 import ray.data
 
+from .errors import positive_int
 from .files import ERROR_COLUMN, RowEncoder, load_model, matrix_of
 
 DEFAULT_BATCH_SIZE = 1024  # rows per map_batches call; numbert.embed cuts them into forward passes of 32
@@ -153,8 +154,7 @@ def map_encoder(cls, ds, model=None, *, actors, cpus_per_actor, batch_size, colu
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"numbert.ray: expected a ray.data.Dataset, found {type(ds).__name__}")
     for name, value in (("actors", actors), ("cpus_per_actor", cpus_per_actor), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, found {value!r}")
+        positive_int(value, name)
     return ds.map_batches(
         cls,
         fn_constructor_kwargs=dict(model=model, column=column, on_error=on_error, threads=cpus_per_actor, **options),
