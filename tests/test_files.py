@@ -201,6 +201,10 @@ def test_usage_errors_name_the_problem(tmp_path, model):
         run_file("embed", src, tmp_path / "out.xlsx", model=model, column="body")
     with pytest.raises(ValueError, match="on_error must be one of fail, skip"):
         run_file("embed", src, tmp_path / "out.parquet", model=model, column="body", on_error="ignore")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=rf"rows_per_batch must be a positive integer, found {bad!r}"):
+            run_file("embed", src, tmp_path / "out.parquet", model=model, column="body", rows_per_batch=bad)
+    assert not (tmp_path / "out.parquet").exists()
     with pytest.raises(ValueError, match="no such file"):
         run_file("embed", tmp_path / "missing.parquet", tmp_path / "out.parquet", model=model)
     pq.write_table(pa.table({"body": ["a"], "embedding": [1]}), tmp_path / "has.parquet")
