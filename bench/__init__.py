@@ -8,7 +8,17 @@ import os
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(_var, None)
 
-# Four engines share one process and its cores: an OpenMP pool that keeps spinning after its
-# work (torch's, Numba's) would steal the cores of whichever engine runs next. Every OpenMP
-# runtime in the process sleeps when idle instead (see kernels/jit.py).
+# The grid runs four engines in one process, interleaved on the same cores. numbert no longer
+# needs OMP_WAIT_POLICY: kernels/jit.py runs its kernels on Numba's workqueue layer, whose
+# workers sleep between loops, and NumPy's OpenBLAS uses its own pthreads pool. ORT's pool is
+# told not to spin in engines.py. What is left is torch's GNU OpenMP pool: libgomp reads the
+# variable once, when it loads (at `import torch`, after this line), and without it its workers
+# spin for a while after every parallel region, on the cores the next engine in the rotation
+# needs. PASSIVE makes them sleep at once; any price is paid by torch alone (its workers are
+# then woken for each parallel region). A value the user exported wins. The sections run as
+# `python -m bench.<name>` subprocesses import this package too and get the same value:
+# bench.gemm wants it for the same reason (it sets it itself as well); bench.attention and
+# bench.coldstart run no OpenMP runtime, so it changes nothing there; bench.threadlayer's
+# workers, which measure numbert next to torch as a user's process runs it, are started
+# without it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

