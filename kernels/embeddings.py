@@ -40,7 +40,9 @@ def embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight,
     if token_type is None:
         token_type, token_type_ids = np.zeros((1, H), f32), np.zeros((B, T), np.int64)
     out = np.empty((B, T, H), f32)
-    _embed_rows(np.ascontiguousarray(input_ids, dtype=np.int64), np.ascontiguousarray(token_type_ids, dtype=np.int64),
-                np.ascontiguousarray(np.broadcast_to(position_ids, (B, T)), dtype=np.int64),
-                word, position, token_type, ln_weight, ln_bias, f32(eps), out.reshape(B * T, H))
+    # the ids as fresh writable C arrays ([B, T] int64, a few KB): Numba compiles per argument
+    # type, read-only (a broadcast view) included, so every caller then shares one compiled kernel
+    ids = [np.array(np.broadcast_to(a, (B, T)), dtype=np.int64, order="C")
+           for a in (input_ids, token_type_ids, position_ids)]
+    _embed_rows(*ids, word, position, token_type, ln_weight, ln_bias, f32(eps), out.reshape(B * T, H))
     return out

@@ -50,7 +50,10 @@ def _rows(a, H):  # [..., H] -> [M, H] float32 C-contiguous (a view when it alre
 def layer_norm(x, weight, bias, eps):  # [..., H], [H], [H] -> [..., H]
     H = x.shape[-1]
     out = np.empty(x.shape, f32)
-    _add_layer_norm_rows(_rows(x, H), np.empty((0, H), f32), weight, bias, f32(eps), out.reshape(-1, H))
+    # "no residual", read-only as add_layer_norm's residual (a broadcast view) is: Numba compiles
+    # per argument type, read-only included, so both calls share one compiled kernel
+    no_residual = np.broadcast_to(np.empty((0, H), f32), (0, H))  # [0, H]
+    _add_layer_norm_rows(_rows(x, H), no_residual, weight, bias, f32(eps), out.reshape(-1, H))
     return out
 
 
