@@ -19,6 +19,12 @@
   owns the layout they want: it is built for one weight tree and keeps, beside it, each
   attention's query, key and value stacked into one [3H, H] matrix, so the three projections
   are one GEMM. The checkpoint tree itself is never changed.
+
+The backend names a user can ask for (numbert.load(backend=...), the CLI's --backend):
+- "auto" (the default): the Numba kernels when Numba's cache holds them; on a fresh install,
+  NumPy while the kernels compile in a background process, then the kernels (numbert.warmup).
+- "numba": the kernels, compiled in this process at their first call if the cache lacks them.
+- "numpy": the reference, always.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from . import layers
 from .record import NO_RECORD
 from .weights import Linear
 
-BACKENDS = ("numba", "numpy")
+BACKENDS = ("auto", "numba", "numpy")
 
 
 class NumpyOps:
@@ -127,10 +133,23 @@ def _qkv_triples(node):
             yield from _qkv_triples(getattr(node, f.name))
 
 
+def check_backend(backend) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {backend!r}")
+    return backend
+
+
 def get_ops(backend: str, weights=None):
-    """The ops a backend runs, prepared for `weights` (the Numba adapter stacks Q, K, V at this point)."""
+    """The ops a backend runs, prepared for `weights` (the Numba adapter stacks Q, K, V at this point).
+
+    "auto": the kernels when they are compiled (or compile in this process, when numbert.warmup
+    does not run in the background), else NumPy; numbert.Model switches such a model to the
+    kernels once the background compile has finished."""
+    check_backend(backend)
+    if backend == "auto":
+        from . import warmup
+
+        backend = "numba" if warmup.start() else "numpy"
     if backend == "numpy":
         return NUMPY
-    if backend == "numba":
-        return NumbaOps(weights)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, found {backend!r}")
+    return NumbaOps(weights)

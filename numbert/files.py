@@ -510,7 +510,7 @@ def run_file(task: str, input, output, *, model=None, column="text", keep=(), re
     stat = input.stat()
     settings = {"task": task, "input": str(input.resolve()), "input_size": stat.st_size,
                 "input_mtime_ns": stat.st_mtime_ns, "column": column, "keep": keep, "output_format": out_fmt,
-                "model": str(m.path), "backend": m.backend, "on_error": on_error, "output_column": output_column,
+                "model": str(m.path), "backend": m.requested_backend, "on_error": on_error, "output_column": output_column,
                 "options": {k: v for k, v in sorted(options.items()) if k != "progress"}}
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from state.json
     partial = Partial(output, out_fmt)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from . import hub
-from .backend import NUMPY, get_ops
+from . import warmup
+from .backend import NUMPY, NumbaOps, check_backend, get_ops
 from .config import BertConfig
 from .errors import CheckpointError, ConfigError
 from .families import Family, family_named
@@ -22,7 +23,7 @@ class Model:
     """A loaded BERT checkpoint. Call it like a transformers model: `model(**model.tokenize(texts))`."""
 
     def __init__(self, config: BertConfig, weights: BertWeights, tokenizer: Tokenizer | None,
-                 backend: str = "numba", path: Path | None = None, source: str = "local folder",
+                 backend: str = "auto", path: Path | None = None, source: str = "local folder",
                  head: Head | None = None, head_weights=None):
         self.config = config
         self.weights = weights  # the checkpoint's tree, as loaded
@@ -32,11 +33,27 @@ class Model:
         self.head = head
         self.head_weights = head_weights
         self.tokenizer = tokenizer
-        self.backend = backend
-        self.ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared
+        self.requested_backend = check_backend(backend)  # "auto", "numba" or "numpy", as asked
+        self._ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared
+        # "auto" that started on NumPy: the kernels are compiling in the background (numbert.warmup)
+        self._waiting = backend == "auto" and self._ops is NUMPY
         self.path = path
         self.source = source  # where hub.resolve found the folder, for `numbert info`
         self.family: Family = family_named(config.model_type)  # its forward pass (numbert.families)
+
+    @property
+    def ops(self):
+        """The backend adapter the next forward pass runs: a model on "auto" that started on NumPy
+        moves to the Numba kernels here, between calls, once they are compiled (a cheap check)."""
+        if self._waiting and warmup.ready():
+            self._ops = NumbaOps(self.weights)  # two threads may both build one: either is right
+            self._waiting = False
+        return self._ops
+
+    @property
+    def backend(self) -> str:
+        """What runs now: "numba" or "numpy" (requested_backend says what was asked for)."""
+        return self.ops.name
 
     def __repr__(self):
         c = self.config
@@ -45,7 +62,12 @@ class Model:
             head = f", {self.head.task} head" + (f" ({c.num_labels} labels)" if self.head.task == "token-classification"
                                                  else "")
         return (f"Model({str(self.path)!r}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-                f"{c.num_attention_heads} heads{head}, backend={self.backend!r})")
+                f"{c.num_attention_heads} heads{head}, backend={self.backend!r}{self._backend_note()})")
+
+    def _backend_note(self) -> str:
+        if self.requested_backend != "auto":
+            return ""
+        return " (auto: numba once its kernels are compiled)" if self._waiting else " (auto)"
 
     def tokenize(self, texts, text_pairs=None, max_length=None) -> Batch:
         if self.tokenizer is None:
@@ -127,11 +149,18 @@ def _check_range(a, name, limit, limit_name):
                          f"{len(bad)} value(s) out of range")
 
 
-def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=None) -> Model:
+def load(path, num_labels=None, seed=0, backend="auto", threads=None, revision=None) -> Model:
     """Load a BERT checkpoint folder: config.json, safetensors weights, tokenizer.
 
     path: a checkpoint folder, a Hugging Face Hub id (`org/name`, at `revision`), or a model
     shipped by a known offline package (see numbert.hub).
+
+    backend: "auto" (default) runs the Numba kernels when Numba's cache holds them; on a fresh
+    install (or after an upgrade) it runs the NumPy reference while one background process
+    compiles the kernels, and moves to them, between calls, when they are ready (numbert.warmup;
+    NUMBERT_BACKGROUND_COMPILE=0 compiles in this process instead). "numba": the kernels, compiled
+    here at the first call if need be. "numpy": the reference. Numba and NumPy agree within 1e-5.
+    model.backend says which runs now.
 
     threads: how many cores Numba and BLAS use (default: NUMBERT_NUM_THREADS, else all).
 
@@ -139,9 +168,12 @@ def load(path, num_labels=None, seed=0, backend="numba", threads=None, revision=
     (normal(0, initializer_range) weights, zero bias), as transformers does when
     BertForSequenceClassification is loaded from a BertModel checkpoint.
     """
+    check_backend(backend)
     resolved = hub.resolve(path, revision)  # a folder, the Hub cache, a download, or an offline package
     folder = resolved.folder
     set_threads(threads)
+    if backend == "auto":
+        warmup.start()  # a cold cache: the background compile starts now, while the weights load
     config = BertConfig.from_json(folder / "config.json")  # refuses a family numbert cannot run
     family = family_named(config.model_type)
     if num_labels is not None and family.name != "bert":

@@ -18,6 +18,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# backend="auto" (the default) compiles the kernels in-process, as backend="numba" does: the tests
+# do not start background compiles (numbert.warmup), and each test runs the backend it expects
+# whatever a warm-up elsewhere has done. tests/test_coldstart.py turns it on in its subprocesses.
+os.environ.setdefault("NUMBERT_BACKGROUND_COMPILE", "0")
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

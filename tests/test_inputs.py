@@ -174,5 +174,5 @@ def test_ragged_rows(model):
 
 
 def test_unknown_backend(checkpoint_factory):
-    with pytest.raises(ValueError, match="backend must be one of numba, numpy, found 'torch'"):
+    with pytest.raises(ValueError, match="backend must be one of auto, numba, numpy, found 'torch'"):
         numbert.load(checkpoint_factory(**CONFIG), backend="torch")

@@ -91,7 +91,7 @@ def test_backend_adapters_have_the_same_interface():
         ours = list(inspect.signature(getattr(numba_ops, name)).parameters)
         theirs = list(inspect.signature(getattr(NUMPY, name)).parameters)
         assert ours == theirs or ours + ["record"] == theirs, f"{name}: numba {ours} != numpy {theirs}"
-    with pytest.raises(ValueError, match="backend must be one of numba, numpy, found 'torch'"):
+    with pytest.raises(ValueError, match="backend must be one of auto, numba, numpy, found 'torch'"):
         get_ops("torch")
 
 
@@ -317,9 +317,13 @@ def test_numba_backend_equals_numpy_backend_on_minilm(minilm_path):
     compare_backends(minilm_path, texts, "all-MiniLM-L6-v2")
 
 
-def test_numba_is_the_default_backend(checkpoint_factory):
-    assert numbert.load(checkpoint_factory()).backend == "numba"
-    assert inspect.signature(numbert.Model).parameters["backend"].default == "numba"
+def test_auto_is_the_default_backend(checkpoint_factory):
+    # auto = the kernels; compiled in this process here, as conftest turns the background compile
+    # off (NUMBERT_BACKGROUND_COMPILE=0); the background path: tests/test_coldstart.py
+    model = numbert.load(checkpoint_factory())
+    assert model.requested_backend == "auto" and model.backend == "numba" and isinstance(model.ops, NumbaOps)
+    assert inspect.signature(numbert.Model).parameters["backend"].default == "auto"
+    assert inspect.signature(numbert.load).parameters["backend"].default == "auto"
 
 
 def test_threads_set_numba_and_blas_together(checkpoint_factory, monkeypatch):
