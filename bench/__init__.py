@@ -22,3 +22,8 @@ for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
 # workers, which measure numbert next to torch as a user's process runs it, are started
 # without it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# numbert.load's default backend, "auto", runs NumPy while a fresh cache compiles the kernels in the
+# background (numbert.warmup): a benchmark must time the backend it names, so in the bench auto
+# compiles in-process, as backend="numba" does. bench.coldstart turns it on in the runs it times.
+os.environ.setdefault("NUMBERT_BACKGROUND_COMPILE", "0")
