@@ -27,7 +27,10 @@ def machine() -> dict:
         pass
     flags = info.get("Flags", "").split()
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return {"cpu": info.get("Model name", platform.processor()), "cores": info.get("CPU(s)", "?"),
+    cpu = info.get("Model name", platform.processor())
+    if "CPU family" in info and "Model" in info:
+        cpu += f" (family {info['CPU family']}, model {info['Model']})"
+    return {"cpu": cpu, "cores": info.get("CPU(s)", "?"),
             "simd": " ".join(simd), "l2": info.get("L2 cache", "?"), "l3": info.get("L3 cache", "?")}
 
 
@@ -37,11 +40,13 @@ def versions() -> dict:
     import threadpoolctl
 
     v = {"python": platform.python_version(), "numpy": numpy.__version__, "numba": numba.__version__}
-    for mod in ("torch", "transformers", "onnxruntime"):
-        try:
-            v[mod] = __import__(mod).__version__
-        except ImportError:
-            v[mod] = "absent"
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("torch", "transformers", "onnxruntime", "sentence-transformers"):
+        try:  # the installed version, without importing the package
+            v[dist] = version(dist)
+        except PackageNotFoundError:
+            v[dist] = "absent"
     blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture', '?')} kernel, {i['num_threads']} threads)"
             for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     v["blas"] = "; ".join(blas)

@@ -91,7 +91,7 @@ def worker(layer: str, condition: str, models: dict, reps: int, threads: int) ->
     rng = np.random.default_rng(0)
     calls = {}
     for name, spec in models.items():
-        m = numbert.load(spec["path"], threads=n)
+        m = numbert.load(spec["path"], backend="numba", threads=n)  # the kernels, never the NumPy fallback
         for B, T in spec["shapes"]:
             ids = rng.integers(5, m.config.vocab_size, size=(B, T))
             mask = np.ones((B, T), dtype=np.int64)
@@ -108,7 +108,11 @@ def worker(layer: str, condition: str, models: dict, reps: int, threads: int) ->
             times[k].append(time.perf_counter() - t)
     import numba
 
-    return {"layer": numba.threading_layer(), "ms": {k: 1e3 * statistics.median(v) for k, v in times.items()}}
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel ran: the pool never started
+        layer = "not started"
+    return {"layer": layer, "ms": {k: 1e3 * statistics.median(v) for k, v in times.items()}}
 
 
 _WORKER = ("import sys, importlib.util as u; s = u.spec_from_file_location('threadlayer_worker', sys.argv[1]); "
@@ -134,6 +138,7 @@ def measure(models: dict, layers=("default",), conditions=CONDITIONS, rounds=3, 
     "ran" (the layer Numba ran), "condition", "ms" (median over rounds per "model BxT"), "ratio"
     (to the same layer's clean cell), "rounds_ms"}], ...} (the JSON that `python -m bench` keeps)."""
     threads = threads or os.cpu_count()
+    models = {m: {"path": str(spec["path"]), "shapes": [list(x) for x in spec["shapes"]]} for m, spec in models.items()}
     started = time.time()
     cells = [(lay, c) for lay in layers for c in conditions]
     runs = {cell: [] for cell in cells}
@@ -167,7 +172,7 @@ def measure(models: dict, layers=("default",), conditions=CONDITIONS, rounds=3, 
         cell["ratio"] = {k: cell["ms"][k] / clean["ms"][k] for k in keys} if clean else {}
     return {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.time() - started,
             "rounds": rounds, "reps": reps, "threads": threads, "keys": keys, "conditions": list(conditions),
-            "models": {m: {"path": str(spec["path"]), "shapes": spec["shapes"]} for m, spec in models.items()},
+            "models": models,
             "cells": out_cells}
 
 
