@@ -75,9 +75,12 @@ def load_sections(out: Path) -> dict:
 def write(out: Path, run: dict | None = None) -> Path:
     """Render <out>/results.md (and results.png) from <out>/results/*.json; also writes the
     evaluated targets to <out>/results/targets.json. `run`: the run that just finished (its
-    command, sections and times); None re-renders (python -m bench.report)."""
+    command, sections and times); None re-renders (python -m bench.report) with the last run's,
+    <out>/results/run.json."""
     out = Path(out)
     sections = load_sections(out)
+    if run is None and (out / "results" / "run.json").is_file():  # a re-render: the last run's header
+        run = json.loads((out / "results" / "run.json").read_text())
     rows = targets.evaluate(sections)
     (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "results" / "targets.json").write_text(json.dumps(rows, indent=1))
@@ -128,7 +131,7 @@ def _grid(grid) -> list[str]:
              + ", ".join(f"{g:.0f}" for g in sgemm) + f" GFLOP/s (max {max(sgemm):.0f} is the reference below). "
              "torch: transformers BertModel, fp32, eager (its default SDPA attention), inference_mode. "
              "ONNX Runtime: the same model via torch.onnx.export (opset 17), ORT_ENABLE_ALL, CPU EP. "
-             "Each point: one warm-up call per engine, then 5 timed calls (3 when a call takes > 2 s), "
+             f"Each point: one warm-up call per engine, then {_repeats(grid)} timed calls, "
              "engines interleaved in rotating order; medians. / torch and / ORT: the engine's median over theirs. "
              "GFLOP/s counts the GEMMs and the two attention products; `gemm-floor` is the model's dense layers "
              "alone through the same sgemm. Peak = extra RSS during one call, sampled every ms after malloc_trim "
@@ -183,6 +186,13 @@ def _grid(grid) -> list[str]:
         lines.append("")
     lines += ["![numbert vs torch vs ONNX Runtime](results.png)", ""]
     return lines
+
+
+def _repeats(grid) -> str:
+    args = grid.get("args", {})
+    if args.get("repeats"):
+        return str(args["repeats"])
+    return "3" if args.get("quick") else "5 (3 when a call takes > 2 s)"
 
 
 def _threadlayer(tl) -> list[str]:
