@@ -78,6 +78,9 @@ def parse_args(argv):
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
         p.error(f"--sections: unknown {', '.join(sorted(unknown))} (known: {', '.join(SECTIONS)})")
+    bad = {m.strip() for m in args.models.split(",") if m.strip()} - {"bert-base", "minilm"}
+    if bad:
+        p.error(f"--models: unknown {', '.join(sorted(bad))} (known: bert-base, minilm)")
     args.run = [s for s in SECTIONS if s in args.sections.split(",") and not getattr(args, f"no_{s}")]
     return args
 
