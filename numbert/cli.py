@@ -99,8 +99,10 @@ def _add_model(p: argparse.ArgumentParser, default_help: str):
     p.add_argument("-m", "--model", default=None, metavar="MODEL",
                    help=f"checkpoint folder or Hugging Face Hub id (default: {default_help})")
     p.add_argument("--revision", default=None, help="Hub revision: branch, tag or commit (default: main)")
-    p.add_argument("--backend", choices=("numba", "numpy"), default=None,
-                   help="numba kernels (fast) or the NumPy reference (default: numbert.load's default)")
+    p.add_argument("--backend", choices=("auto", "numba", "numpy"), default=None,
+                   help="auto (default): the numba kernels once compiled, the NumPy reference while a "
+                        "fresh install compiles them in the background; numba: compile now if need be; "
+                        "numpy: the reference")
 
 
 def _add_run(p: argparse.ArgumentParser):
@@ -336,6 +338,7 @@ def _add_info(sub):
 
 
 def model_info(model_name=None, revision=None) -> dict:
+    from . import warmup
     from .api import has_head
     from .model import load
     from .pooling import EmbedSpec
@@ -364,6 +367,7 @@ def model_info(model_name=None, revision=None) -> dict:
         "embedding": {"pooling": list(spec.pooling), "normalize": spec.normalize,
                       "max_seq_length": spec.max_seq_length, "from": spec.source},
         "files": {str(p.relative_to(m.path)): p.stat().st_size for p in files},
+        "kernels": warmup.status(),  # Numba's cache of the kernels: warm, compiling, cold (numbert.warmup)
     }
     return info
 
@@ -381,6 +385,22 @@ def _size(n: int) -> str:
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+def _kernels_line(k: dict) -> str:
+    state = k["state"]
+    if state == "warm":
+        line = f"compiled, in {k['cache_folder']}"
+    elif state == "compiling":
+        line = f"compiling in the background (pid {k.get('pid')}) into {k['cache_folder']}; NumPy meanwhile"
+    elif state == "cold" or state.startswith("stale"):
+        line = (f"{state}: the first model compiles them in the background (NumPy meanwhile) into "
+                f"{k['cache_folder']}")
+    else:
+        line = state
+    if not k["background_compile"]:
+        line += "; NUMBERT_BACKGROUND_COMPILE=0: compiled in-process"
+    return line
 
 
 def run_info(args) -> int:
@@ -414,6 +434,7 @@ def run_info(args) -> int:
                       + (f", max_seq_length {e['max_seq_length']}" if e["max_seq_length"] else "")
                       + f" ({e['from']})"),
         ("files", ", ".join(f"{k} ({_size(v)})" for k, v in info["files"].items())),
+        ("kernels", _kernels_line(info["kernels"])),
     ]
     for key, value in rows:
         print(f"{key:<13} {value}")

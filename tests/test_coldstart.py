@@ -1,0 +1,266 @@
+"""Cold start (numbert.warmup): backend="auto" on an empty Numba cache runs NumPy, starts ONE
+detached background compile, and moves to the kernels when it has finished; a warm cache runs the
+kernels at once and compiles nothing; stale markers, dead locks, concurrent cold starts and
+NUMBERT_BACKGROUND_COMPILE=0.
+
+Every scenario runs in subprocesses with its own NUMBA_CACHE_DIR (conftest turns the background
+compile off for the rest of the suite; here it is on). One background compile (about 10-20 CPU s)
+fills the cache that the module shares; the other scenarios copy it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numbert import warmup
+
+pytestmark = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing compiles without the JIT")
+
+WAIT_S = 300  # a background compile on a loaded 2-core machine: ~20 s; generous
+TOL = 1e-5
+
+# A long-running process started cold: the first call on NumPy, then calls until the model has
+# moved to the kernels, then one more; the outputs and what ran are printed as JSON.
+LONG_RUNNING = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import numbert
+    from numbert import warmup
+    folder, out = sys.argv[1], sys.argv[2]
+    t = time.perf_counter()
+    model = numbert.load(folder)
+    batch = model.tokenize(["I love cats!", "Beautiful is better than ugly, explicit better than implicit."])
+    first_backend, first_repr = model.backend, repr(model)
+    first = model(**batch, output_attentions=True)
+    first_s = time.perf_counter() - t
+    while model.backend != "numba" and time.perf_counter() - t < {wait}:
+        model(**batch)
+        time.sleep(0.1)
+    switched_s = time.perf_counter() - t
+    after_backend = model.backend
+    after = model(**batch, output_attentions=True)
+    np.savez(out, first=first.last_hidden_state, after=after.last_hidden_state, mask=batch.attention_mask,
+             first_attn=first.attentions[-1], after_attn=after.attentions[-1])
+    print(json.dumps({{"first_backend": first_backend, "first_repr": first_repr, "first_s": first_s,
+                      "requested": model.requested_backend, "after_backend": after_backend,
+                      "switched_s": switched_s, "status": warmup._STATE.status,
+                      "warmer_pid": warmup._STATE.proc.pid if warmup._STATE.proc else None}}))
+""").format(wait=WAIT_S)
+
+# A fresh process that loads and runs a model once, reporting what ran and what Numba compiled.
+ONE_SHOT = textwrap.dedent("""
+    import json, sys
+    from numba.core import event
+    compiled = []
+    class Compiles(event.Listener):
+        def on_start(self, ev):
+            pass
+        def on_end(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    event.register("numba:compile", Compiles())
+    import numbert
+    from numbert import warmup
+    backends = []
+    for folder in sys.argv[1:]:
+        model = numbert.load(folder)
+        batch = model.tokenize(["I love cats!", "Beautiful is better than ugly, explicit better than implicit."])
+        model(**batch)
+        model(**batch, output_attentions=True, output_hidden_states=True)
+        backends.append(model.backend)
+    print(json.dumps({"backends": backends, "compiled": compiled, "status": warmup._STATE.status,
+                      "spawned": warmup._STATE.proc is not None}))
+""")
+
+
+def env_for(cache: Path, background: str = "1") -> dict:
+    return {**os.environ, "NUMBA_CACHE_DIR": str(cache), "NUMBERT_BACKGROUND_COMPILE": background,
+            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_py(code: str, *args, cache: Path, background: str = "1", timeout=WAIT_S + 60) -> dict:
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env_for(cache, background),
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cache_folder(cache: Path) -> Path:
+    """The kernels' folder under a NUMBA_CACHE_DIR (Numba names it after the source folder)."""
+    folders = [p.parent for p in cache.rglob(warmup.LOCK_FILE)]
+    assert len(folders) == 1, f"expected one kernels cache folder under {cache}, found {folders}"
+    return folders[0]
+
+
+def starts(folder: Path) -> int:
+    """How many warm-up processes have started on this folder (each logs one 'started' line)."""
+    log = folder / warmup.LOG_FILE
+    return log.read_text().count("] started:") if log.exists() else 0
+
+
+def lock_held(folder: Path) -> bool:
+    return warmup._lock_held(str(folder))
+
+
+def wait_warmup_done(folder: Path):
+    deadline = time.monotonic() + WAIT_S
+    while lock_held(folder):
+        assert time.monotonic() < deadline, f"the warm-up in {folder} did not finish in {WAIT_S} s"
+        time.sleep(0.2)
+
+
+def marker_key_now(cache: Path) -> dict:
+    code = "import json; from numbert import warmup; print(json.dumps(warmup.cache_key()))"
+    r = subprocess.run([sys.executable, "-c", code], env=env_for(cache), capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def cold_start(tmp_path_factory, checkpoint_factory):
+    """A process started on an empty cache that keeps calling its model until it runs the kernels."""
+    cache = tmp_path_factory.mktemp("numba-cache")
+    folder = checkpoint_factory()
+    out = tmp_path_factory.mktemp("out") / "outputs.npz"
+    info = run_py(LONG_RUNNING, folder, out, cache=cache)
+    kernels = cache_folder(cache)
+    wait_warmup_done(kernels)  # the process may have switched a moment before its warm-up exited
+    return dict(info=info, cache=cache, kernels=kernels, folder=folder, outputs=np.load(out))
+
+
+def copy_cache(cold_start, tmp_path, *, marker=True, log=False) -> tuple[Path, Path]:
+    """A copy of the warmed cache (the kernels compiled), with or without its marker and log."""
+    cache = tmp_path / "numba-cache"
+    shutil.copytree(cold_start["cache"], cache)
+    kernels = cache_folder(cache)
+    if not marker:
+        (kernels / warmup.MARKER_FILE).unlink()
+    if not log:
+        (kernels / warmup.LOG_FILE).unlink()
+    return cache, kernels
+
+
+def test_cold_start_runs_numpy_then_switches_to_numba(cold_start):
+    info, out = cold_start["info"], cold_start["outputs"]
+    assert info["requested"] == "auto"
+    assert info["first_backend"] == "numpy" and "auto: numba once its kernels are compiled" in info["first_repr"]
+    assert info["after_backend"] == "numba" and info["status"] == warmup.WARM, info
+    assert info["warmer_pid"] is not None
+    # the two backends agree at every real token, and in the attention probabilities
+    keep = out["mask"].astype(bool)
+    d = float(np.abs(out["first"] - out["after"])[keep].max())
+    assert d <= TOL, f"last_hidden_state: numpy vs numba differ by {d:.3g}"
+    d = float(np.abs(out["first_attn"] - out["after_attn"]).transpose(0, 2, 1, 3)[keep].max())
+    assert d <= TOL, f"attentions: numpy vs numba differ by {d:.3g}"
+
+
+def test_one_warmup_writes_a_marker_with_this_processes_key(cold_start):
+    kernels = cold_start["kernels"]
+    assert starts(kernels) == 1
+    marker = json.loads((kernels / warmup.MARKER_FILE).read_text())
+    assert marker["key"] == marker_key_now(cold_start["cache"])
+    assert marker["pid"] == cold_start["info"]["warmer_pid"] and marker["forwards"] > 0
+    assert "done:" in (kernels / warmup.LOG_FILE).read_text()
+
+
+def test_warm_cache_runs_numba_at_once_and_compiles_nothing(cold_start, minilm_path):
+    # every kernel a forward calls was compiled by the warm-up with the argument types real models
+    # pass (the strided q/k/v views, read-only broadcast views, attentions on and off, padding):
+    # nothing compiles here, for the tiny checkpoint nor for MiniLM
+    info = run_py(ONE_SHOT, cold_start["folder"], minilm_path, cache=cold_start["cache"])
+    assert info["backends"] == ["numba", "numba"] and info["status"] == warmup.WARM
+    assert info["compiled"] == [], f"compiled in-process despite the warm cache: {info['compiled']}"
+    assert not info["spawned"] and starts(cold_start["kernels"]) == 1
+
+
+def test_stale_marker_is_not_trusted(cold_start, tmp_path):
+    cache, kernels = copy_cache(cold_start, tmp_path)
+    marker = json.loads((kernels / warmup.MARKER_FILE).read_text())
+    marker["key"]["numba"] = "0.0.1"  # compiled by another Numba: says nothing about this one
+    (kernels / warmup.MARKER_FILE).write_text(json.dumps(marker))
+    info = run_py(ONE_SHOT, cold_start["folder"], cache=cache)
+    assert info["backends"] == ["numpy"] and info["spawned"]
+    wait_warmup_done(kernels)
+    assert starts(kernels) == 1  # a later run retries: a new warm-up, and its marker has the right key
+    assert json.loads((kernels / warmup.MARKER_FILE).read_text())["key"] == marker_key_now(cache)
+    assert run_py(ONE_SHOT, cold_start["folder"], cache=cache)["backends"] == ["numba"]
+
+
+def test_lock_of_a_dead_process_is_taken_over(cold_start, tmp_path):
+    cache, kernels = copy_cache(cold_start, tmp_path, marker=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (kernels / warmup.LOCK_FILE).write_text(f"{dead.pid}\n")  # left behind by a warm-up that died
+    info = run_py(ONE_SHOT, cold_start["folder"], cache=cache)
+    assert info["backends"] == ["numpy"] and info["spawned"]
+    wait_warmup_done(kernels)
+    assert starts(kernels) == 1 and (kernels / warmup.MARKER_FILE).exists()
+
+
+def test_a_running_warmup_is_not_started_twice(cold_start, tmp_path):
+    cache, kernels = copy_cache(cold_start, tmp_path, marker=False)
+    fd = os.open(kernels / warmup.LOCK_FILE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a warm-up in another process holds it
+    try:
+        info = run_py(ONE_SHOT, cold_start["folder"], cache=cache)
+        assert info["backends"] == ["numpy"] and not info["spawned"] and info["status"] == warmup.COMPILING
+        assert starts(kernels) == 0
+    finally:
+        os.close(fd)
+
+
+def test_concurrent_cold_starts_spawn_one_detached_warmup(checkpoint_factory, tmp_path):
+    cache = tmp_path / "numba-cache"
+    procs = [subprocess.Popen([sys.executable, "-c", ONE_SHOT, str(checkpoint_factory())], env=env_for(cache),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=WAIT_S)  # returns when the process exits: the warm-up holds no pipe
+        assert p.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    kernels = cache_folder(cache)
+    assert all(r["backends"] == ["numpy"] for r in results)
+    assert sum(r["spawned"] for r in results) == 1, results
+    deadline = time.monotonic() + 60
+    while starts(kernels) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = warmup._lock_pid(str(kernels))
+    try:
+        assert starts(kernels) == 1
+        if lock_held(kernels) and Path(f"/proc/{pid}").exists():  # detached: own session, no terminal, no pipe
+            assert os.getsid(pid) == pid
+            fds = {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in (0, 1, 2)}
+            assert fds[0] == "/dev/null" and fds[1] == fds[2] == os.path.realpath(kernels / warmup.LOG_FILE), fds
+            assert os.getpriority(os.PRIO_PROCESS, pid) >= warmup.NICE
+    finally:
+        if lock_held(kernels) and pid:  # not needed further: its cache is thrown away
+            os.kill(pid, 9)
+        while lock_held(kernels):
+            time.sleep(0.05)
+    assert starts(kernels) == 1
+
+
+def test_background_compile_off_compiles_in_process(cold_start, tmp_path):
+    cache, kernels = copy_cache(cold_start, tmp_path, marker=False)  # kernels cached, no marker: auto would wait
+    info = run_py(ONE_SHOT, cold_start["folder"], cache=cache, background="0")
+    assert info["backends"] == ["numba"] and info["status"] == warmup.INLINE and not info["spawned"]
+    assert starts(kernels) == 0 and not (kernels / warmup.MARKER_FILE).exists()
+
+
+def test_explicit_backends_are_kept(cold_start, tmp_path):
+    cache, kernels = copy_cache(cold_start, tmp_path, marker=False)
+    code = ("import json, sys, numbert; from numbert import warmup; "
+            "ms = [numbert.load(sys.argv[1], backend=b) for b in ('numba', 'numpy')]; "
+            "print(json.dumps({'backends': [m.backend for m in ms], 'status': warmup._STATE.status}))")
+    info = run_py(code, cold_start["folder"], cache=cache)
+    assert info == {"backends": ["numba", "numpy"], "status": None}  # auto's machinery never ran
+    assert starts(kernels) == 0
