@@ -229,15 +229,19 @@ def _gemm(g) -> list[str]:
 
 def _coldstart(cs) -> list[str]:
     rows = [(k, v) for k, v in cs.items() if isinstance(v, dict) and "wall_s" in v]
+    others = [(k, v) for k, v in cs.items() if isinstance(v, (int, float, str)) and k not in ("when", "section_seconds")]
     lines = ["## Cold start of the README main job (results/coldstart.json)", "",
              f"`python -m bench.coldstart` ({cs.get('when', '?')}): `numbert classify \"I love cats!\" \"He hates "
-             "pineapple pizza.\"` in fresh processes; cold = an empty NUMBA_CACHE_DIR (the first run after "
-             "`pip install`), warm = the cache a previous run filled. Medians.", "",
+             "pineapple pizza.\"` in fresh processes, as a user runs it; cold = its first run on an empty "
+             "NUMBA_CACHE_DIR (the first run after `pip install`), warm = the same command once the cache is filled "
+             "(bench/coldstart.py says what each row is). Medians; CPU s = user + sys of the row's process.", "",
              "| run | wall s | CPU s | wall s of each run |", "|---|---:|---:|---|"]
     for k, v in rows:
         runs = ", ".join(f"{r[0]:.2f}" if isinstance(r, (list, tuple)) else f"{r:.2f}" for r in v.get("runs", []))
         cpu = f"{v['cpu_s']:.2f}" if "cpu_s" in v else ""
         lines.append(f"| {k} | {v['wall_s']:.2f} | {cpu} | {runs} |")
+    if others:
+        lines += ["", "; ".join(f"{k}: {v}" for k, v in others)]
     return lines + [""]
 
 

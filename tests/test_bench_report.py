@@ -76,7 +76,8 @@ def sections():
                       "gflops": {"kernel": 150.0, "sgemm": 200.0}}]}  # 0.75
     coldstart = {"cold": {"wall_s": 6.0, "cpu_s": 5.0, "runs": [[6.0, 5.0]]},
                  "warm": {"wall_s": 1.2, "cpu_s": 1.0, "runs": [[1.2, 1.0]]},
-                 "a_key_added_later": {"anything": 1}}
+                 "warm-up (background)": {"wall_s": 14.0, "cpu_s": 12.0, "runs": [[14.0, 12.0]]},
+                 "warm-up failures": 1, "a_key_added_later": {"anything": 1}}
     return {"grid": grid, "threadlayer": threadlayer, "attention": attention, "coldstart": coldstart}
 
 
@@ -143,6 +144,8 @@ def test_results_md_shows_the_targets_and_every_section(bench):
     assert any(line.startswith("| workqueue (numbert's choice) | torch | 105.0 ms (1.05x) | 30.0 ms (1.50x) |")
                for line in lines)
     assert any(line.startswith("| cold | 6.00 | 5.00 |") for line in lines)
+    assert any(line.startswith("| warm-up (background) | 14.00 | 12.00 |") for line in lines)
+    assert "warm-up failures: 1" in lines
     for title in ("## Targets", "## numbert vs torch vs ONNX Runtime", "## torch in the process",
                   "## Attention kernel vs sgemm", "## Cold start"):
         assert any(line.startswith(title) for line in lines), title
