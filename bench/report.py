@@ -101,7 +101,10 @@ def render(sections: dict, rows: list, run: dict | None, m: dict, v: dict) -> st
                   f"(sections: {', '.join(f'{k} {t / 60:.1f} min' for k, t in run['seconds'].items()) or 'none'}).", ""]
         if run.get("note"):
             lines += [run["note"], ""]
-    threads = {d.get("threads") for d in sections.values() if isinstance(d, dict) and d.get("threads")}
+        if run.get("failed"):
+            lines += [f"**Sections that failed in this run: {', '.join(run['failed'])}** (their figures below, if "
+                      "any, are an earlier run's).", ""]
+    threads = {d.get("threads") for d in [*sections.values(), run] if isinstance(d, dict) and d.get("threads")}
     lines += [f"- Machine: {m['cpu']}, {m['cores']} CPUs, {m['simd']}, L2 {m['l2']}, L3 {m['l3']}",
               f"- Threads: {', '.join(map(str, sorted(threads))) or '?'} for every engine and library "
               "(numbert: Numba + BLAS; torch.set_num_threads; ORT intra-op; MKL)",

@@ -420,31 +420,43 @@ def main(argv=None):
         folders = {"minilm": minilm}
         if "threadlayer" in args.run or ("grid" in args.run and "bert-base" in args.models):
             folders["bert-base"] = E.random_bert_base(tmp / "bert-base-random", minilm)
+        failed = []
         for name in args.run:
             wait_for_background_compiles(log)
             t = time.perf_counter()
             log(f"== section {name}")
-            if name == "grid":
-                data = section_grid(args, folders, minilm, tmp, log)
-            elif name == "threadlayer":
-                data = section_threadlayer(args, folders, minilm, log)
-            elif name == "attention":
-                data = section_attention(args, out, log)
-            elif name == "gemm":
-                data = section_gemm(args, out, log)
-            else:
-                data = section_coldstart(args, out, log)
+            try:
+                if name == "grid":
+                    data = section_grid(args, folders, minilm, tmp, log)
+                elif name == "threadlayer":
+                    data = section_threadlayer(args, folders, minilm, log)
+                elif name == "attention":
+                    data = section_attention(args, out, log)
+                elif name == "gemm":
+                    data = section_gemm(args, out, log)
+                else:
+                    data = section_coldstart(args, out, log)
+            except Exception as e:  # a long run keeps the other sections' results; the exit status says it failed
+                import traceback
+
+                traceback.print_exc()
+                log(f"== section {name} FAILED ({type(e).__name__}: {e}); going on with the others")
+                failed.append(name)
+                continue
             seconds[name] = time.perf_counter() - t
             data.setdefault("when", _now())
             data["section_seconds"] = seconds[name]
             write_json(out, name, data)
             log(f"== section {name} done in {seconds[name]:.0f} s")
     run = {"when": _now(), "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
-           "sections": args.run, "seconds": seconds, "runtime_s": time.perf_counter() - t_start,
-           "threads": args.threads, "note": args.note}
+           "sections": [n for n in args.run if n not in failed], "failed": failed, "seconds": seconds,
+           "runtime_s": time.perf_counter() - t_start, "threads": args.threads, "note": args.note}
     write_json(out, "run", run)
     path = report.write(out, run)
     log(f"wrote {path}, results.png and results/*.json in {run['runtime_s']:.0f} s")
+    if failed:
+        log(f"failed sections: {', '.join(failed)} (see above)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
