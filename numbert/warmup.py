@@ -199,7 +199,12 @@ class _State:
             if self.marker_valid():  # it finished between our look and the lock
                 return WARM
             log = _open_log(self.folder)
-            env = {**os.environ, ENV_VAR: "0", "NUMBERT_WARMUP_SYS_PATH": json.dumps(sys.path)}
+            # one thread for everything: the compiled code does not depend on the thread count,
+            # and the tiny forwards it runs gain nothing from more, on cores the user's job needs
+            env = {**os.environ, ENV_VAR: "0", "NUMBERT_WARMUP_SYS_PATH": json.dumps(sys.path),
+                   "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1"}
+            env.pop("NUMBERT_NUM_THREADS", None)
             try:
                 # the child imports numbert from this process's sys.path, not from its working folder
                 code = ("import json, os, sys; sys.path[:] = json.loads(os.environ.pop('NUMBERT_WARMUP_SYS_PATH')); "
