@@ -1,6 +1,6 @@
 """Cold start of the README main job: `numbert classify "I love cats!" "He hates pineapple pizza."`.
 
-    python -m bench.coldstart [--repeats 3] [--json out.json]
+    python -m bench.coldstart [--repeats 3] [--json out.json] [--no-background]
 
 Each repeat, in fresh processes (`python -m numbert classify ...`, the console script's code,
 started from a neutral folder, HF_HUB_OFFLINE=1: the default model comes from its installed
@@ -12,6 +12,9 @@ offline package, no network in the timing), with backend "auto" as a user gets i
   the cold run until its marker is written (the kernels are then in the cache), and its own CPU
   seconds (read from the marker; it is not our child, so rusage cannot see it).
 - warm: the same command again on that cache (now the kernels, loaded from the cache).
+
+--no-background: NUMBERT_BACKGROUND_COMPILE=0, the cold run compiles every kernel it uses in its
+own process (numbert before backend="auto"), for the comparison.
 
 The next repeat starts only once the previous warm-up process has exited (killed if it has not
 finished in WAIT_S), so runs never overlap. The table gives the median of `--repeats` for wall
@@ -45,18 +48,18 @@ COMMAND = ["classify", "I love cats!", "He hates pineapple pizza."]
 WAIT_S = 180.0  # the longest a warm-up may take before it is killed (and the repeat reported as failed)
 
 
-def _env(cache_dir: str) -> dict:
+def _env(cache_dir: str, background: bool = True) -> dict:
     # NUMBERT_BACKGROUND_COMPILE=1: the bench package turns the background compile off for the
     # other benchmarks (bench/__init__.py); a user's first run has it on
     return {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "NUMBERT_BACKGROUND_COMPILE": "1"}
+            "NUMBERT_BACKGROUND_COMPILE": "1" if background else "0"}
 
 
-def run_once(cache_dir: str) -> tuple[float, float]:
+def run_once(cache_dir: str, background: bool = True) -> tuple[float, float]:
     """(wall s, CPU s) of one `numbert classify` process using `cache_dir` as Numba's cache."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "numbert", *COMMAND], env=_env(cache_dir), check=True,
+    subprocess.run([sys.executable, "-m", "numbert", *COMMAND], env=_env(cache_dir, background), check=True,
                    cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -97,16 +100,17 @@ def wait_for_warmup(cache_dir: str, started: float) -> tuple[float, float] | Non
     return None
 
 
-def measure(repeats: int = 3) -> dict:
+def measure(repeats: int = 3, background: bool = True) -> dict:
+    """background=False: NUMBERT_BACKGROUND_COMPILE=0, the cold run compiles in-process (as before auto)."""
     runs = {"cold": [], "warm-up (background)": [], "warm": []}
     failed = 0
     for i in range(repeats + 1):  # the first round pages the libraries into the OS cache, and is not kept
         cache_dir = tempfile.mkdtemp(prefix="numbert-coldstart-")
         try:
             started = time.perf_counter()
-            cold = run_once(cache_dir)
+            cold = run_once(cache_dir, background)
             warm_up = wait_for_warmup(cache_dir, started)
-            warm = run_once(cache_dir)
+            warm = run_once(cache_dir, background)
             wait_for_warmup(cache_dir, time.perf_counter())  # a warm run starts none; if it did, it ends here
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
@@ -115,7 +119,7 @@ def measure(repeats: int = 3) -> dict:
         runs["cold"].append(cold)
         runs["warm"].append(warm)
         if warm_up is None:
-            failed += 1
+            failed += background
         else:
             runs["warm-up (background)"].append(warm_up)
     res = {k: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v),
@@ -173,6 +177,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the numbers to this file")
+    p.add_argument("--no-background", action="store_true",
+                   help="NUMBERT_BACKGROUND_COMPILE=0: the cold run compiles the kernels in-process (the old default)")
     p.add_argument("--kernels", action="store_true", help="where a cold run's CPU time goes, per phase and kernel")
     args = p.parse_args(argv)
     if args.kernels:
@@ -187,8 +193,10 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=1)
         return
-    res = measure(args.repeats)
-    print(f"numbert {' '.join(COMMAND[:1])} (README main job), backend auto, median of {args.repeats}, fresh processes")
+    res = measure(args.repeats, background=not args.no_background)
+    how = "in-process compile (NUMBERT_BACKGROUND_COMPILE=0)" if args.no_background else "background compile"
+    print(f"numbert {' '.join(COMMAND[:1])} (README main job), backend auto, {how}, median of {args.repeats}, "
+          "fresh processes")
     for k, v in res.items():
         if not isinstance(v, dict):
             continue
