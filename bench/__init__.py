@@ -1,6 +1,15 @@
 """numbert's benchmark: `python -m bench` from the repository root; see bench/run.py."""
 
 import os
+import sys
+
+# `python -m bench` (and `python -m bench.<section>`) puts the repository root on sys.path, where
+# the top-level kernels/ folder passes for PyPI's `kernels` package, which transformers probes
+# for by importing it (see .ci/run): a second, stray copy of numbert's kernels in the process.
+# Nothing needs the root there once this package is imported: numbert comes from its install
+# (editable or not), and bench's own modules from this package's __path__.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT]
 
 # A benchmark may pick OpenBLAS's kernel by CPU detection rather than by a pinned core type:
 # drop these for this process only, before NumPy loads OpenBLAS (results.md reports, via
