@@ -1,6 +1,6 @@
 """numbert's benchmark, every section in one command: `python -m bench` from the repository root.
 
-    python -m bench                 # everything, the sections in this order (~20-25 min on 2 cores)
+    python -m bench                 # everything, the sections in this order (~20 min on 2 idle cores)
     python -m bench --quick         # every section, a few points, fewer repeats (~5 min)
     python -m bench --points 1x128,8x128 --models bert-base --sections grid
 
