@@ -151,7 +151,7 @@ class _State:
         self.marker_seen = None  # (mtime_ns, size) of the marker last read
 
     def decide(self) -> str:
-        if not background_enabled():
+        if not background_enabled() or not sys.executable:  # no interpreter to start (embedded Python)
             return INLINE
         import numba
 
@@ -240,6 +240,16 @@ class _State:
 
 
 _STATE = _State()
+
+
+def _after_fork_in_child():
+    # a forked child (a multiprocessing worker) cannot wait on its parent's warm-up process: it
+    # watches the lock and the marker instead; and a lock another thread held at the fork is new
+    _STATE.proc = None
+    _STATE.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def start() -> bool:

@@ -264,3 +264,29 @@ def test_explicit_backends_are_kept(cold_start, tmp_path):
     info = run_py(code, cold_start["folder"], cache=cache)
     assert info == {"backends": ["numba", "numpy"], "status": None}  # auto's machinery never ran
     assert starts(kernels) == 0
+
+
+def test_a_forked_child_switches_too(cold_start, tmp_path):
+    # a process forked while the warm-up runs (a multiprocessing worker) cannot wait on its parent's
+    # child process; it watches the lock and the marker, and moves to the kernels as well
+    cache, kernels = copy_cache(cold_start, tmp_path, marker=False)  # compiled, no marker: a short warm-up
+    code = textwrap.dedent("""
+        import json, os, sys, time
+        import numbert
+        model = numbert.load(sys.argv[1])
+        batch = model.tokenize(["I love cats!"])
+        before = model.backend
+        pid = os.fork()
+        if pid == 0:
+            t = time.perf_counter()
+            while model.backend != "numba" and time.perf_counter() - t < {wait}:
+                model(**batch)
+                time.sleep(0.1)
+            os._exit(0 if model.backend == "numba" else 3)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({{"before": before, "child_exit": os.waitstatus_to_exitcode(status)}}))
+    """).format(wait=WAIT_S)
+    info = run_py(code, cold_start["folder"], cache=cache)
+    assert info == {"before": "numpy", "child_exit": 0}
+    wait_warmup_done(kernels)
+    assert starts(kernels) == 1
