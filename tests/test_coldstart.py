@@ -290,3 +290,58 @@ def test_a_forked_child_switches_too(cold_start, tmp_path):
     assert info == {"before": "numpy", "child_exit": 0}
     wait_warmup_done(kernels)
     assert starts(kernels) == 1
+
+
+# A read-only install as tests/test_threads.py simulates it: no writable NUMBA_CACHE_DIR or home, and
+# Numba's in-tree locator patched to find the package's __pycache__ unwritable. The patch holds in
+# this process only, so its warm-up (a new interpreter) finds another cache folder than its parent
+# and refuses to compile there: a failed warm-up, which must leave the process on NumPy, no error.
+READ_ONLY = textwrap.dedent("""
+    import json, sys, tempfile, time
+    from numba.core import caching
+    caching.InTreeCacheLocator.from_function = classmethod(lambda cls, py_func, py_file: None)
+    if sys.argv[2] == "no-temp":  # the per-user temp folder cannot be made either: no cache at all
+        tempfile.gettempdir = lambda: "/dev/null/tmp"
+    import numbert
+    from numbert import warmup
+    from numbert.kernels import jit
+    model = numbert.load(sys.argv[1])
+    batch = model.tokenize(["I love cats!", "He hates pineapple pizza."])
+    t = time.perf_counter()
+    out = model(**batch)
+    while warmup._STATE.status == warmup.COMPILING and time.perf_counter() - t < 120:
+        out = model(**batch)
+        time.sleep(0.1)
+    print(json.dumps({"hidden": out.last_hidden_state.tolist(), "backend": model.backend, "cache": jit.CACHE,
+                      "fallback": jit.CACHE_FALLBACK_DIR, "status": warmup._STATE.status,
+                      "folder": warmup._STATE.folder}))
+""")
+
+
+@pytest.mark.parametrize("temp", ["temp", "no-temp"])
+def test_read_only_install_and_a_failed_warmup(checkpoint_factory, tmp_path, temp):
+    folder = checkpoint_factory()
+    unwritable = "/dev/null/numbert-test"
+    env = {**env_for(Path(unwritable) / "numba"), "HOME": unwritable, "XDG_CACHE_HOME": unwritable + "/cache",
+           "TMPDIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", READ_ONLY, str(folder), temp], env=env, capture_output=True, text=True,
+                       timeout=WAIT_S)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    ref, mask = numbert_numpy(folder)
+    assert np.abs(np.asarray(got["hidden"], np.float32) - ref)[mask.astype(bool)].max() <= TOL  # at real tokens
+    if temp == "temp":  # cached in the private temp folder; the warm-up failed there: NumPy, quietly
+        assert got["cache"] and got["folder"].startswith(got["fallback"])
+        assert got["status"] == warmup.FAILED and got["backend"] == "numpy"
+        assert "failed:" in (Path(got["folder"]) / warmup.LOG_FILE).read_text()
+        assert not (Path(got["folder"]) / warmup.MARKER_FILE).exists()
+    else:  # no cache anywhere: nothing to warm, compiled in-process
+        assert got["cache"] is False and got["status"] == warmup.INLINE and got["backend"] == "numba"
+
+
+def numbert_numpy(folder) -> tuple[np.ndarray, np.ndarray]:
+    import numbert
+
+    m = numbert.load(folder, backend="numpy")
+    batch = m.tokenize(["I love cats!", "He hates pineapple pizza."])
+    return m(**batch).last_hidden_state, batch.attention_mask
