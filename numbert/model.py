@@ -80,9 +80,10 @@ class Model:
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                  output_hidden_states=False, output_attentions=False) -> ModelOutput:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        out = self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, self.ops,
+        ops = self.ops  # once: a whole call runs on one backend
+        out = self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, ops,
                                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        return out if self.head is None else self.head.apply(self.head_weights, out, self, self.ops)
+        return out if self.head is None else self.head.apply(self.head_weights, out, self, ops)
 
     def forward_recorded(self, batch, record, output_attentions=False) -> ModelOutput:
         """The NumPy reference forward with a recorder: what numbert.trace runs."""
