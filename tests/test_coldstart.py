@@ -172,12 +172,27 @@ def test_one_warmup_writes_a_marker_with_this_processes_key(cold_start):
     assert "done:" in (kernels / warmup.LOG_FILE).read_text()
 
 
-def test_warm_cache_runs_numba_at_once_and_compiles_nothing(cold_start, minilm_path):
+@pytest.fixture(scope="module")
+def real_checkpoints(tmp_path_factory, checkpoint_factory, minilm_path):
+    """Checkpoints written by transformers: BERT (fp32 and fp16), every family with its
+    classification head, BERT's task heads, and MiniLM."""
+    import torch
+    from families import FAMILIES, build_family_checkpoint
+    from task_models import build_task_checkpoint
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    folders = [checkpoint_factory(), checkpoint_factory(num_labels=3, torch_dtype=torch.float16), minilm_path]
+    folders += [build_family_checkpoint(root / f, f, num_labels=2) for f in FAMILIES]
+    folders += [build_task_checkpoint(root / t, t) for t in ("token-classification", "question-answering", "masked-lm")]
+    return folders
+
+
+def test_warm_cache_runs_numba_at_once_and_compiles_nothing(cold_start, real_checkpoints):
     # every kernel a forward calls was compiled by the warm-up with the argument types real models
-    # pass (the strided q/k/v views, read-only broadcast views, attentions on and off, padding):
-    # nothing compiles here, for the tiny checkpoint nor for MiniLM
-    info = run_py(ONE_SHOT, cold_start["folder"], minilm_path, cache=cold_start["cache"])
-    assert info["backends"] == ["numba", "numba"] and info["status"] == warmup.WARM
+    # pass (the strided q/k/v views, read-only broadcast views, attentions on and off, padding, each
+    # family's embeddings and MPNet's position bias, the heads): nothing compiles here
+    info = run_py(ONE_SHOT, *real_checkpoints, cache=cold_start["cache"])
+    assert info["backends"] == ["numba"] * len(real_checkpoints) and info["status"] == warmup.WARM
     assert info["compiled"] == [], f"compiled in-process despite the warm cache: {info['compiled']}"
     assert not info["spawned"] and starts(cold_start["kernels"]) == 1
 
