@@ -321,7 +321,7 @@ def _open_log(folder: str):
 # The geometries compiled: head sizes 32 (MiniLM) and 64 (BERT-base), short and long rows. Numba
 # compiles per argument TYPE (dtype, ndim, layout), not per shape; the shapes are here for any
 # kernel wrapper that picks a different kernel by size.
-GEOMETRIES = ((2, 32, (1, 6, 37)), (2, 64, (9, 70)))  # (heads, head size, sequence lengths)
+GEOMETRIES = ((2, 32, (1, 6, 37)), (2, 64, (9, 70, 130, 300)))  # (heads, head size, sequence lengths)
 ACTIVATIONS = ("gelu", "gelu_new", "relu")
 
 
@@ -373,11 +373,11 @@ def compile_all(log=lambda msg: None) -> int:
                 model = Model(config, weights, None, backend="numba")
                 mine = [(head, build(head.tree, config, take)) for head in heads
                         if head.families is None or family.name in head.families]
-                for T in lengths:
-                    ids = rng.integers(3, config.vocab_size, size=(2, T))  # [2, T] int64
-                    mask = np.ones((2, T), dtype=np.int64)
-                    mask[1, max(1, T // 2):] = 0  # the second row padded
-                    types = np.zeros((2, T), dtype=np.int64)
+                for T, B in ((T, B) for T in lengths for B in (1, 2)):
+                    ids = rng.integers(3, config.vocab_size, size=(B, T))  # [B, T] int64
+                    mask = np.ones((B, T), dtype=np.int64)
+                    mask[B - 1, max(1, T // 2):] = 0  # the last row padded (B = 1: one padded row)
+                    types = np.zeros((B, T), dtype=np.int64)
                     for want in (False, True):
                         out = model(ids, mask, types, output_hidden_states=want, output_attentions=want)
                         runs += 1
