@@ -185,37 +185,42 @@ class _State:
         """Start the warm-up unless one is running; COMPILING, or WARM if one finished meanwhile."""
         import fcntl
 
-        self.spawned = True
         try:
             fd = os.open(os.path.join(self.folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
+            self.spawned = True
             return FAILED
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                return COMPILING  # another process's warm-up is running: wait for its marker
+                # another process's warm-up is running (or, for an instant, a process asking
+                # _lock_held): wait for its marker; poll() starts one if the lock frees without it
+                return COMPILING
             self.marker_seen = None
             if self.marker_valid():  # it finished between our look and the lock
                 return WARM
-            log = _open_log(self.folder)
             # one thread for everything: the compiled code does not depend on the thread count,
             # and the tiny forwards it runs gain nothing from more, on cores the user's job needs
             env = {**os.environ, ENV_VAR: "0", "NUMBERT_WARMUP_SYS_PATH": json.dumps(sys.path),
                    "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
             env.pop("NUMBERT_NUM_THREADS", None)
+            self.spawned = True  # one try per process
+            log = subprocess.DEVNULL
             try:
+                log = _open_log(self.folder)
                 # the child imports numbert from this process's sys.path, not from its working folder
                 code = ("import json, os, sys; sys.path[:] = json.loads(os.environ.pop('NUMBERT_WARMUP_SYS_PATH')); "
                         "from numbert.warmup import main; sys.exit(main())")
                 self.proc = _Detached([sys.executable, "-c", code, "--lock-fd", str(fd), "--folder", self.folder],
                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(fd,),
                                       start_new_session=True, cwd=self.folder, env=env)
-            except OSError:
+            except (OSError, ValueError, subprocess.SubprocessError):
                 return FAILED
             finally:
-                log.close()
+                if log is not subprocess.DEVNULL:
+                    log.close()
             return COMPILING
         finally:
             os.close(fd)  # the child holds the lock now (its copy of the descriptor), or nobody does
@@ -257,7 +262,10 @@ def start() -> bool:
     s = _STATE
     with s.lock:
         if s.status is None:
-            s.status = s.decide()
+            try:
+                s.status = s.decide()
+            except Exception:  # noqa: BLE001  anything unforeseen: the kernels, compiled here, as backend="numba"
+                s.status = INLINE
             s.next_check = time.monotonic() + POLL_S
         return s.status in (INLINE, WARM)
 
@@ -276,7 +284,10 @@ def ready() -> bool:
     with s.lock:
         if s.status == COMPILING:
             s.next_check = now + POLL_S
-            s.status = s.poll()
+            try:
+                s.status = s.poll()
+            except Exception:  # noqa: BLE001  a model must never fail for its warm-up: stay on NumPy
+                s.status = FAILED
         return s.status == WARM
 
 
