@@ -360,3 +360,25 @@ def numbert_numpy(folder) -> tuple[np.ndarray, np.ndarray]:
     m = numbert.load(folder, backend="numpy")
     batch = m.tokenize(["I love cats!", "He hates pineapple pizza."])
     return m(**batch).last_hidden_state, batch.attention_mask
+
+
+def test_cli_on_a_cold_cache_answers_and_prints_only_its_result(checkpoint_factory, cold_start, tmp_path):
+    # the README's main job on a fresh install: the answer, on NumPy, and nothing from the warm-up
+    cache = tmp_path / "numba-cache"
+    args = [sys.executable, "-m", "numbert", "classify", "I love cats!", "He hates pineapple pizza.",
+            "--model", str(checkpoint_factory()), "--json"]
+    r = subprocess.run(args, env=env_for(cache), capture_output=True, text=True, timeout=WAIT_S, cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-3000:]
+    warm = subprocess.run(args, env=env_for(cold_start["cache"]), capture_output=True, text=True, timeout=WAIT_S,
+                          cwd=tmp_path)
+    cold_rows, warm_rows = ([json.loads(line) for line in out.stdout.splitlines()] for out in (r, warm))
+    assert [row["label"] for row in cold_rows] == [row["label"] for row in warm_rows]  # as on the kernels
+    assert np.allclose([row["score"] for row in cold_rows], [row["score"] for row in warm_rows], atol=TOL, rtol=0)
+    kernels = cache_folder(cache)
+    deadline = time.monotonic() + 60
+    while starts(kernels) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert starts(kernels) == 1
+    pid = warmup._lock_pid(str(kernels))
+    if lock_held(kernels) and pid:  # not needed further
+        os.kill(pid, 9)
