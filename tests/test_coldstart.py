@@ -382,3 +382,16 @@ def test_cli_on_a_cold_cache_answers_and_prints_only_its_result(checkpoint_facto
     pid = warmup._lock_pid(str(kernels))
     if lock_held(kernels) and pid:  # not needed further
         os.kill(pid, 9)
+
+
+def test_info_reports_the_kernel_cache_and_starts_nothing(cold_start, tmp_path):
+    def info(cache):
+        r = subprocess.run([sys.executable, "-m", "numbert", "info", str(cold_start["folder"]), "--json"],
+                           env=env_for(cache), capture_output=True, text=True, timeout=WAIT_S, check=True)
+        return json.loads(r.stdout)["kernels"]
+
+    warm = info(cold_start["cache"])
+    assert warm["state"] == "warm" and warm["cache_folder"] == str(cold_start["kernels"]) and warm["compile_cpu_s"] > 0
+    cold = info(tmp_path / "empty-cache")
+    assert cold["state"] == "cold" and cold["background_compile"]
+    assert not list((tmp_path / "empty-cache").rglob(warmup.LOCK_FILE))  # info starts no warm-up
