@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,9 +82,11 @@ class Model:
                  output_hidden_states=False, output_attentions=False) -> ModelOutput:
         input_ids, attention_mask, token_type_ids = self.check_inputs(input_ids, attention_mask, token_type_ids)
         ops = self.ops  # once: a whole call runs on one backend
-        out = self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, ops,
-                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        return out if self.head is None else self.head.apply(self.head_weights, out, self, ops)
+        # NumPy while the kernels compile in the background: BLAS leaves that process a core
+        with warmup.leave_a_core() if self._waiting else contextlib.nullcontext():
+            out = self.family.forward(input_ids, attention_mask, token_type_ids, self.weights, self.config, ops,
+                                      output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+            return out if self.head is None else self.head.apply(self.head_weights, out, self, ops)
 
     def forward_recorded(self, batch, record, output_attentions=False) -> ModelOutput:
         """The NumPy reference forward with a recorder: what numbert.trace runs."""

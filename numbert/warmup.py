@@ -42,6 +42,7 @@ be lost), NUMBA_DISABLE_JIT=1 (nothing to compile), no flock (not a POSIX system
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -213,7 +214,8 @@ class _State:
                 # the child imports numbert from this process's sys.path, not from its working folder
                 code = ("import json, os, sys; sys.path[:] = json.loads(os.environ.pop('NUMBERT_WARMUP_SYS_PATH')); "
                         "from numbert.warmup import main; sys.exit(main())")
-                self.proc = _Detached([sys.executable, "-c", code, "--lock-fd", str(fd), "--folder", self.folder],
+                self.proc = _Detached([sys.executable, "-c", code, "--lock-fd", str(fd), "--folder", self.folder,
+                                       "--nice", str(NICE)],
                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(fd,),
                                       start_new_session=True, cwd=self.folder, env=env)
             except (OSError, ValueError, subprocess.SubprocessError):
@@ -250,8 +252,10 @@ _STATE = _State()
 def _after_fork_in_child():
     # a forked child (a multiprocessing worker) cannot wait on its parent's warm-up process: it
     # watches the lock and the marker instead; and a lock another thread held at the fork is new
+    global _SHARE_LOCK, _share_users, _share_limit
     _STATE.proc = None
     _STATE.lock = threading.Lock()
+    _SHARE_LOCK, _share_users, _share_limit = threading.Lock(), 0, None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -289,6 +293,58 @@ def ready() -> bool:
             except Exception:  # noqa: BLE001  a model must never fail for its warm-up: stay on NumPy
                 s.status = FAILED
         return s.status == WARM
+
+
+# One core for the warm-up. OpenBLAS's threads spin while they wait for each other: with the
+# warm-up busy on one of the cores they want, a short forward on NumPy took 1 s instead of 0.1
+# (README main job, 2 cores). So while a model runs NumPy because the kernels are compiling, its
+# forward passes leave one core to the warm-up: BLAS on one thread fewer (never below 1), put back
+# when the last such call in the process returns (counted: calls from several threads nest).
+_SHARE_LOCK = threading.Lock()
+_share_users = 0
+_share_limit = None
+_blas = None  # threadpoolctl's controller of the BLAS libraries, made once (4 ms)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _limit_blas():
+    global _blas
+    from threadpoolctl import ThreadpoolController
+
+    if _blas is None:
+        _blas = ThreadpoolController().select(user_api="blas")
+    cores = _cores()
+    threads = max((lib.num_threads for lib in _blas.lib_controllers), default=1)
+    if cores < 2 or threads < cores:  # one core, or a core already left free (threads=)
+        return None
+    return _blas.limit(limits=cores - 1)
+
+
+@contextlib.contextmanager
+def leave_a_core():
+    """Around a NumPy forward pass that runs because the kernels are compiling in the background."""
+    global _share_users, _share_limit
+    with _SHARE_LOCK:
+        if _share_users == 0:
+            try:
+                _share_limit = _limit_blas()
+            except Exception:  # noqa: BLE001  no threadpoolctl answer: run as is
+                _share_limit = None
+        _share_users += 1
+    try:
+        yield
+    finally:
+        with _SHARE_LOCK:
+            _share_users -= 1
+            if _share_users == 0 and _share_limit is not None:
+                _share_limit.restore_original_limits()
+                _share_limit = None
 
 
 def status() -> dict:
@@ -404,10 +460,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="numbert.warmup", description="compile numbert's kernels into Numba's cache")
     p.add_argument("--lock-fd", type=int, required=True, help="the flocked LOCK_FILE, held until this process ends")
     p.add_argument("--folder", required=True, help="the cache folder the parent process found")
+    p.add_argument("--nice", type=int, default=NICE, help="added to this process's niceness")
     args = p.parse_args(argv)
     wall0, cpu0 = time.monotonic(), time.process_time()
     try:
-        os.nice(NICE)
+        os.nice(args.nice)
     except OSError:
         pass
 

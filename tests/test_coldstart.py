@@ -233,6 +233,45 @@ def test_a_running_warmup_is_not_started_twice(cold_start, tmp_path):
         os.close(fd)
 
 
+BLAS_SHARE = textwrap.dedent("""
+    import json, sys
+    from threadpoolctl import threadpool_info
+    import numbert
+    from numbert import layers
+
+    def blas_threads():
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    seen, linear = [], layers.linear
+    def counting_linear(*args):  # NumpyOps looks layer functions up at each call
+        seen.append(blas_threads())
+        return linear(*args)
+    layers.linear = counting_linear
+    model = numbert.load(sys.argv[1])
+    before = blas_threads()
+    model(**model.tokenize(["I love cats!"]))
+    print(json.dumps({"backend": model.backend, "before": before, "during": sorted(set(seen)),
+                      "after": blas_threads()}))
+""")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: nothing to leave")
+def test_numpy_leaves_a_core_to_the_warmup(cold_start, tmp_path):
+    # OpenBLAS's threads spin while they wait for each other: beside a busy warm-up they made a short
+    # forward 10x slower. While the kernels compile, BLAS runs on one thread fewer, and only then.
+    cache, kernels = copy_cache(cold_start, tmp_path, marker=False)
+    fd = os.open(kernels / warmup.LOCK_FILE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a warm-up in another process: this one waits on NumPy
+    try:
+        info = run_py(BLAS_SHARE, cold_start["folder"], cache=cache)
+    finally:
+        os.close(fd)
+    cores = len(os.sched_getaffinity(0))
+    assert info["backend"] == "numpy" and info["before"] == info["after"], info
+    # a core left free already (OPENBLAS_NUM_THREADS below the cores): nothing to change
+    assert info["during"] == [cores - 1 if info["before"] >= cores else info["before"]], info
+
+
 def test_concurrent_cold_starts_spawn_one_detached_warmup(checkpoint_factory, tmp_path):
     cache = tmp_path / "numba-cache"
     procs = [subprocess.Popen([sys.executable, "-c", ONE_SHOT, str(checkpoint_factory())], env=env_for(cache),
