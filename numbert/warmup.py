@@ -13,7 +13,8 @@ wait for the compiler:
   attentions on and off, padding, MPNet's position bias: see compile_all) into the same cache,
   then writes the marker. A model that started on NumPy switches to the kernels at the start of
   a call once the marker is there (checked at most every POLL_S seconds: one stat), so a
-  notebook or a long corpus job does not stay on NumPy.
+  notebook or a long corpus job does not stay on NumPy. Meanwhile its NumPy forward passes run
+  BLAS on one core fewer, which the compile gets (leave_a_core).
 
 Why a process and not a thread: Numba compiles holding the GIL, so a thread would stall the very
 forward pass it is meant to hide, and a daemon thread killed inside LLVM at exit can crash the
