@@ -240,7 +240,7 @@ def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_
         qb = np.empty((QB, hs), f32)  # one block of queries, contiguous
         s = np.empty((QB, L), f32)  # their scores, then exp(scores - row max)
         inv = np.empty(QB, f32)  # 1 / the sums of those rows
-        i = 0
+        i = np.int64(0)  # not the literal 0: a Literal[int](0) argument would compile _context4 a second time
         while i < T:
             n = min(QB, T - i)  # queries in this block
             for r in range(n):

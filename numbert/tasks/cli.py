@@ -31,8 +31,9 @@ def _add_common(p, model_kind):
     p.add_argument("-m", "--model", default=None, metavar="MODEL",
                    help=f"checkpoint folder or Hugging Face Hub id of a {model_kind} (required)")
     p.add_argument("--revision", default=None, help="Hub revision: branch, tag or commit (default: main)")
-    p.add_argument("--backend", choices=("numba", "numpy"), default=None,
-                   help="numba kernels (fast) or the NumPy reference (default: numbert.load's default)")
+    p.add_argument("--backend", choices=("auto", "numba", "numpy"), default=None,
+                   help="auto (numba once its kernels are compiled, NumPy until then), numba kernels, or the "
+                        "NumPy reference (default: numbert.load's default, auto)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="sequences per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout, one per input")
 

@@ -75,10 +75,11 @@ def mask_logits(m, batch, mask_id) -> list:
     gigabyte for 32 texts of 128 tokens with BERT's 30522 words); the head is run on the masks' rows.
     """
     ids, mask, types = m.check_inputs(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-    base = m.family.forward(ids, mask, types, m.weights, m.config, m.ops)  # the encoder, without the head
+    ops = m.ops  # read once: with backend="auto" the model may switch to the kernels between two reads
+    base = m.family.forward(ids, mask, types, m.weights, m.config, ops)  # the encoder, without the head
     b, t = np.nonzero(ids == mask_id)  # [M] each mask's row and position, row by row, in text order
     rows = base.last_hidden_state[b, t][None]  # [1, M, H]
-    logits = m.head.apply(m.head_weights, base._replace(last_hidden_state=rows), m, m.ops).logits[0]  # [M, V]
+    logits = m.head.apply(m.head_weights, base._replace(last_hidden_state=rows), m, ops).logits[0]  # [M, V]
     return [logits[b == i] for i in range(len(ids))]
 
 
