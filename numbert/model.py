@@ -34,8 +34,8 @@ class Model:
         self.head = head
         self.head_weights = head_weights
         self.tokenizer = tokenizer
-        self.requested_backend = check_backend(backend)  # "auto", "numba" or "numpy", as asked
-        self._ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared
+        self._ops = get_ops(backend, weights)  # the backend adapter, with its own weight layout prepared (refuses an unknown name)
+        self.requested_backend = backend  # "auto", "numba" or "numpy", as asked
         # "auto" that started on NumPy: the kernels are compiling in the background (numbert.warmup)
         self._waiting = backend == "auto" and self._ops is NUMPY
         self.path = path
