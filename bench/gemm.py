@@ -14,6 +14,8 @@ timed). Libraries, each with the same thread count:
   mkl-packed  cblas_sgemm_compute on W packed once by cblas_sgemm_pack (MKL's pre-packed
               weights; the packing is done outside the timing, as it would be at load)
   torch       torch.matmul(x, W.T, out=y) (reference; torch.set_num_threads)
+  numbert     numbert's own Numba GEMM (numbert.kernels.linear, W read in place), at every M
+              here, though numbert runs it only up to kernels.linear.SMALL_M rows
 
 A library that is not installed is reported as absent. MKL is looked up in --mkl-dir, then
 $MKL_LIB_DIR, then <sys.prefix>/lib (where `pip install mkl` puts it).
@@ -48,14 +50,14 @@ import numpy as np  # noqa: E402
 
 f32 = np.float32
 
-ROWS = (16, 128, 1024, 4096, 16384)
+ROWS = (16, 32, 64, 128, 1024, 4096, 16384)
 WEIGHTS = {  # [out, in] per model
     "bert-base": {"attention.output 768x768": (768, 768), "intermediate 3072x768": (3072, 768),
                   "output 768x3072": (768, 3072), "fused qkv 2304x768": (2304, 768)},
     "minilm": {"attention.output 384x384": (384, 384), "intermediate 1536x384": (1536, 384),
                "output 384x1536": (384, 1536), "fused qkv 1152x384": (1152, 384)},
 }
-LIBS = ("numpy", "numpy-T", "blis", "mkl", "mkl-packed", "torch")
+LIBS = ("numpy", "numpy-T", "blis", "mkl", "mkl-packed", "torch", "numbert")
 
 # CBLAS constants
 ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
@@ -152,7 +154,25 @@ def setup_libs(threads, mkl_dir):  # -> {lib: (prepare(w, M) -> state, call(x, s
         notes["torch"] = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError as e:
         notes["torch"] = f"absent ({e})"
+    from numbert.kernels import jit
+    from numbert.threads import set_threads
+
+    linear = sys.modules["numbert.kernels.linear"]  # the module (numbert.kernels.linear is its function)
+    set_threads(threads)
+    libs["numbert"] = (lambda w, M: (w, np.zeros(w.shape[0], f32)),
+                       lambda x, wb, y: linear._linear_tiles(x, wb[0], wb[1], 0, jit.launch_threads(), y))
+    notes["numbert"] = (f"numbert.kernels.linear's Numba GEMM ({jit.launch_threads()} threads, "
+                        f"{numba_layer()} layer); numbert calls it for M <= {linear.SMALL_M} rows")
     return libs, notes
+
+
+def numba_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return str(numba.config.THREADING_LAYER)
 
 
 def bench_shape(libs, M, n_out, n_in, repeats, rng):  # -> {lib: GFLOP/s median}, {lib: best}, {lib: max diff}

@@ -1,8 +1,8 @@
 """numbert.kernels: the Numba twins of numbert.layers (same names, same maths, same signatures).
 
 A leaf: these functions take NumPy arrays and plain numbers and import nothing from numbert.
-The dense layers stay on BLAS sgemm (through NumPy) and everything between the GEMMs is a
-fused Numba kernel: bias + GELU, residual + LayerNorm, softmax, attention per (batch, head),
+The dense layers run a Numba GEMM for short inputs and BLAS sgemm (through NumPy) for longer
+ones (kernels/linear.py), and everything between the GEMMs is a fused Numba kernel: bias + GELU, residual + LayerNorm, softmax, attention per (batch, head),
 embedding gather + sum + LayerNorm. JIT options live in kernels/jit.py; each kernel's NumPy
 reference is the function of the same name in numbert/layers.py (which alone also takes the
 trace's `record`), and tests/test_kernels.py holds each to it. How the forward pass calls

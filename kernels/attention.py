@@ -289,5 +289,6 @@ def attention(q, k, v, mask_bias, num_heads, output_attentions=False, position_b
         pbias = np.ascontiguousarray(position_bias, dtype=f32)  # [1 or B, nh, T, T]
         if pbias.ndim != 4 or pbias.shape[0] not in (1, B) or pbias.shape[1:] != (nh, T, T):
             raise ValueError(f"position_bias has shape {list(pbias.shape)}, expected [1 or {B}, {nh}, {T}, {T}]")
-    _attention_heads(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions)
+    _attention_heads(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions,
+                     work=B * T * T * H)  # multiply-adds of one of the two products
     return out, (probs if output_attentions else None)

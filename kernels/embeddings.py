@@ -44,5 +44,5 @@ def embeddings(input_ids, token_type_ids, word, position, token_type, ln_weight,
     # type, read-only (a broadcast view) included, so every caller then shares one compiled kernel
     ids = [np.array(np.broadcast_to(a, (B, T)), dtype=np.int64, order="C")
            for a in (input_ids, token_type_ids, position_ids)]
-    _embed_rows(*ids, word, position, token_type, ln_weight, ln_bias, f32(eps), out.reshape(B * T, H))
+    _embed_rows(*ids, word, position, token_type, ln_weight, ln_bias, f32(eps), out.reshape(B * T, H), work=out.size)
     return out

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .jit import pjit, prange
+from .jit import jit, pjit, prange
 from .scalar import erf_f32, tanh_f32
 
 f32 = np.float32
@@ -20,31 +20,38 @@ _SQRT_HALF = f32(1.0 / math.sqrt(2.0))
 _TANH_C = f32(math.sqrt(2.0 / math.pi))
 
 
+@jit
+def bias_act_span(row, bias, code, n0, n1):  # row [N] in place, [N], int: columns n0..n1
+    # row[j] = act(row[j] + bias[j]) for n0 <= j < n1, the loop over j vectorised. Serial: the
+    # whole-array pass below calls it per row, and the GEMM (kernels.linear) per row of a tile
+    # it has just written, while the tile is still in cache.
+    if code == 1:  # exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+        for j in range(n0, n1):
+            x = row[j] + bias[j]
+            row[j] = f32(0.5) * x * (f32(1.0) + erf_f32(x * _SQRT_HALF))
+    elif code == 2:  # tanh GELU
+        for j in range(n0, n1):
+            x = row[j] + bias[j]
+            row[j] = f32(0.5) * x * (f32(1.0) + tanh_f32(_TANH_C * (x + f32(0.044715) * x * x * x)))
+    elif code == 3:
+        for j in range(n0, n1):
+            row[j] = max(row[j] + bias[j], f32(0.0))
+    else:
+        for j in range(n0, n1):
+            row[j] = row[j] + bias[j]
+
+
 @pjit
 def _bias_act_rows(y, bias, code):  # [M, N] in place, [N], int
-    # y[i, j] = act(y[i, j] + bias[j]): a row per task, the inner loop vectorised.
+    # y[i, j] = act(y[i, j] + bias[j]): a row per task.
     M, N = y.shape
     for i in prange(M):
-        row = y[i]
-        if code == 1:  # exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
-            for j in range(N):
-                x = row[j] + bias[j]
-                row[j] = f32(0.5) * x * (f32(1.0) + erf_f32(x * _SQRT_HALF))
-        elif code == 2:  # tanh GELU
-            for j in range(N):
-                x = row[j] + bias[j]
-                row[j] = f32(0.5) * x * (f32(1.0) + tanh_f32(_TANH_C * (x + f32(0.044715) * x * x * x)))
-        elif code == 3:
-            for j in range(N):
-                row[j] = max(row[j] + bias[j], f32(0.0))
-        else:
-            for j in range(N):
-                row[j] = row[j] + bias[j]
+        bias_act_span(y[i], bias, code, 0, N)
 
 
 def bias_act_(y, bias, act):  # [..., N] float32 C-contiguous (modified in place), [N], name -> y
     """act(y + bias) written back into y: the epilogue of a GEMM, one read and one write."""
-    _bias_act_rows(y.reshape(-1, y.shape[-1]), bias, ACT_CODES[act])
+    _bias_act_rows(y.reshape(-1, y.shape[-1]), bias, ACT_CODES[act], work=y.size)
     return y
 
 
@@ -58,7 +65,7 @@ def _apply(x, act):  # [...] -> [...] a new float32 array
 def erf(x):  # [...] -> [...]
     y = np.array(x, dtype=f32, order="C", copy=True)
     flat = y.reshape(1, -1)
-    _erf_rows(flat)
+    _erf_rows(flat, work=flat.size)
     return y
 
 

@@ -53,7 +53,7 @@ def layer_norm(x, weight, bias, eps):  # [..., H], [H], [H] -> [..., H]
     # "no residual", read-only as add_layer_norm's residual (a broadcast view) is: Numba compiles
     # per argument type, read-only included, so both calls share one compiled kernel
     no_residual = np.broadcast_to(np.empty((0, H), f32), (0, H))  # [0, H]
-    _add_layer_norm_rows(_rows(x, H), no_residual, weight, bias, f32(eps), out.reshape(-1, H))
+    _add_layer_norm_rows(_rows(x, H), no_residual, weight, bias, f32(eps), out.reshape(-1, H), work=out.size)
     return out
 
 
@@ -61,5 +61,5 @@ def add_layer_norm(x, residual, weight, bias, eps):  # [..., H], [..., H] -> [..
     H = x.shape[-1]
     out = np.empty(x.shape, f32)
     _add_layer_norm_rows(_rows(x, H), _rows(np.broadcast_to(residual, x.shape), H), weight, bias, f32(eps),
-                         out.reshape(-1, H))
+                         out.reshape(-1, H), work=out.size)
     return out

@@ -1,36 +1,128 @@
-"""The dense layers: BLAS sgemm through NumPy, with the bias (and activation) applied by a
-Numba epilogue in the same pass. Twins of numbert.layers.linear / linear_act.
+"""The dense layers, y = act(x @ W^T + b): twins of numbert.layers.linear / linear_act.
 
-A GEMM is never called from inside a Numba parallel loop: BLAS runs its own threads between
-the kernels. (Q, K and V as one GEMM is `linear` on the three weights stacked: the backend
-adapter, numbert.backend, stacks them once at load.)
+x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Linear's
+[out, in]). Two GEMMs, chosen by M:
+
+- M <= SMALL_M rows (a short input: one sentence of up to 64 tokens): a Numba GEMM that
+  reads W in place. Each thread takes its own share of W's rows (output columns), and walks
+  them in blocks of 4 rows of x x 4 rows of W: 16 running sums over K, which LLVM vectorises
+  over K (16 lanes per AVX-512 register) and keeps in registers for the whole pass (each
+  step loads 4 + 4 vectors and does 16 multiply-adds; nothing is stored until the block is
+  done, then each sum is folded once). W is read once, front to back; x (a few rows) stays
+  in L2. Then bias + activation (kernels.gelu.bias_act_span) over the rows just written.
+- more rows: BLAS sgemm through NumPy, then the same bias + activation as a Numba pass.
+
+Why both. OpenBLAS packs W into its own layout at every call, which for a few rows costs as
+much as the product. Measured on BERT-base's 48 dense layers run in sequence, each weight read
+from memory as in a forward pass (2-core AMD EPYC Zen 4, 2 threads, fp32): with x [16, K]
+sgemm ran at 44-58 GFLOP/s against 69-84 for the kernel here, at 32 rows 85 against 100-108,
+at 64 rows 123-127 against 114-138, at 256 rows 168 against 135. From about 64 rows on,
+OpenBLAS's register-blocked kernel on packed panels wins, so it keeps them. (`python -m
+bench.gemm` has the kernel as its "numbert" column, at every row count.)
+
+A cost of BLAS beside Numba, measured: OpenBLAS's worker threads spin for a while after each
+call (its THREAD_TIMEOUT, read once when the library loads) on the cores the next Numba
+kernel runs on. The attention kernel of BERT-base 8x128 ran at 35 GFLOP/s right after an
+sgemm against 83 alone; in a forward pass on this kernel's GEMM alone (no BLAS at all)
+attention took 62 ms instead of 100. The small-M path avoids that; the large-M path pays it,
+since the kernel here is 5-20% slower than OpenBLAS there, which outweighs it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .gelu import bias_act_
+from .gelu import ACT_CODES, bias_act_, bias_act_span
+from .jit import jit, launch_threads, pjit, prange
 
 f32 = np.float32
 
+SMALL_M = 64  # up to this many rows, the Numba GEMM below; above, BLAS (see the docstring)
+MT = 128  # rows of x per tile of the Numba GEMM: 128 x K floats stay in L2 (384 KiB at K = 768)
 
-def _gemm(x, weight):  # [..., in], [out, in] -> [M, out] without the bias
-    # x @ W^T: BLAS reads the [out, in] weight transposed in place (no copy), one sgemm for
-    # all B*T rows.
-    n_in = x.shape[-1]
-    return np.ascontiguousarray(x, dtype=f32).reshape(-1, n_in) @ weight.T  # [M, out]
+
+@jit
+def _dot4x4(x, w, y, i, n):  # rows i..i+3 of x [M, K], rows n..n+3 of w [N, K] -> y[i:i+4, n:n+4]
+    K = x.shape[1]
+    x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+    w0, w1, w2, w3 = w[n], w[n + 1], w[n + 2], w[n + 3]
+    c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = f32(0.0)
+    c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = f32(0.0)
+    for k in range(K):
+        a0, a1, a2, a3 = x0[k], x1[k], x2[k], x3[k]
+        b0, b1, b2, b3 = w0[k], w1[k], w2[k], w3[k]
+        c00 += a0 * b0
+        c01 += a0 * b1
+        c02 += a0 * b2
+        c03 += a0 * b3
+        c10 += a1 * b0
+        c11 += a1 * b1
+        c12 += a1 * b2
+        c13 += a1 * b3
+        c20 += a2 * b0
+        c21 += a2 * b1
+        c22 += a2 * b2
+        c23 += a2 * b3
+        c30 += a3 * b0
+        c31 += a3 * b1
+        c32 += a3 * b2
+        c33 += a3 * b3
+    y[i, n], y[i, n + 1], y[i, n + 2], y[i, n + 3] = c00, c01, c02, c03
+    y[i + 1, n], y[i + 1, n + 1], y[i + 1, n + 2], y[i + 1, n + 3] = c10, c11, c12, c13
+    y[i + 2, n], y[i + 2, n + 1], y[i + 2, n + 2], y[i + 2, n + 3] = c20, c21, c22, c23
+    y[i + 3, n], y[i + 3, n + 1], y[i + 3, n + 2], y[i + 3, n + 3] = c30, c31, c32, c33
+
+
+@jit
+def _dot(a, b):  # [K] . [K] -> float32
+    s = f32(0.0)
+    for k in range(a.shape[0]):
+        s += a[k] * b[k]
+    return s
+
+
+@pjit
+def _linear_tiles(x, w, bias, code, parts, y):  # [M, K], [N, K], [N], int, int -> y [M, N] written
+    M = x.shape[0]
+    N = w.shape[0]
+    groups = N // 4  # output columns in groups of four; the N % 4 left over go to the last part
+    for p in prange(parts):  # one part of the columns per thread: each reads its rows of W only
+        n0 = groups * p // parts * 4
+        n4 = groups * (p + 1) // parts * 4
+        n1 = N if p == parts - 1 else n4
+        for i0 in range(0, M, MT):  # a tile of MT rows of x, which stays in L2 while W's rows pass
+            i1 = min(M, i0 + MT)
+            i4 = i0 + (i1 - i0) // 4 * 4  # rows i0..i4 go in blocks of four
+            for n in range(n0, n4, 4):
+                for i in range(i0, i4, 4):
+                    _dot4x4(x, w, y, i, n)
+            for i in range(i4, i1):  # rows left over
+                for n in range(n0, n4):
+                    y[i, n] = _dot(x[i], w[n])
+            for n in range(n4, n1):  # columns left over
+                for i in range(i0, i1):
+                    y[i, n] = _dot(x[i], w[n])
+            for i in range(i0, i1):  # the epilogue, on the tile just written (still in cache)
+                bias_act_span(y[i], bias, code, n0, n1)
+
+
+def _linear(x, weight, bias, act):  # [..., in], [out, in], [out], name -> [..., out]
+    *lead, n_in = x.shape
+    x2 = np.ascontiguousarray(x, dtype=f32).reshape(-1, n_in)  # [M, K]: all B*T rows at once
+    if x2.shape[0] > SMALL_M:
+        # BLAS reads the [out, in] weight transposed in place (no copy): one sgemm for all rows
+        y = bias_act_(x2 @ weight.T, bias, act)  # [M, N]
+    else:
+        w = np.ascontiguousarray(weight, dtype=f32)  # [N, K] (already so for a loaded checkpoint)
+        y = np.empty((x2.shape[0], w.shape[0]), dtype=f32)  # [M, N]
+        _linear_tiles(x2, w, np.ascontiguousarray(bias, dtype=f32), ACT_CODES[act], launch_threads(), y)
+    return y.reshape(*lead, weight.shape[0])
 
 
 def linear(x, weight, bias):  # [..., in], [out, in], [out] -> [..., out]
-    *lead, _ = x.shape
-    y = bias_act_(_gemm(x, weight), bias, "identity")  # [M, out]
-    return y.reshape(*lead, weight.shape[0])
+    return _linear(x, weight, bias, "identity")
 
 
 def linear_act(x, weight, bias, act):  # [..., in], [out, in], [out], function name -> [..., out]
-    # BertIntermediate: GEMM, then bias + activation (gelu / gelu_tanh / relu) in one pass over
-    # the [B*T, I] result.
-    *lead, _ = x.shape
-    y = bias_act_(_gemm(x, weight), bias, act)  # [M, I]
-    return y.reshape(*lead, weight.shape[0])
+    # BertIntermediate: the GEMM, then bias + activation (gelu / gelu_tanh / relu) on its output.
+    return _linear(x, weight, bias, act)

@@ -41,5 +41,5 @@ def softmax(x):  # [..., n] -> [..., n]
     n = x.shape[-1]
     out = np.empty(x.shape, f32)
     if out.size:
-        _softmax_rows(np.ascontiguousarray(x, dtype=f32).reshape(-1, n), out.reshape(-1, n))
+        _softmax_rows(np.ascontiguousarray(x, dtype=f32).reshape(-1, n), out.reshape(-1, n), work=out.size)
     return out

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import subprocess
@@ -432,6 +433,8 @@ def compile_all(log=lambda msg: None) -> int:
         return (rng.standard_normal(shape) * 0.1).astype(np.float32)
 
     heads = [*HEADS.values(), *FAMILY_MLM_HEADS]
+    jit = importlib.import_module("numbert.kernels.jit")
+    default = jit.SERIAL_BELOW
     runs = 0
     for family in _families():
         for i, (nh, hs, lengths) in enumerate(GEOMETRIES):
@@ -446,11 +449,15 @@ def compile_all(log=lambda msg: None) -> int:
                     mask = np.ones((B, T), dtype=np.int64)
                     mask[B - 1, max(1, T // 2):] = 0  # the last row padded (B = 1: one padded row)
                     types = np.zeros((B, T), dtype=np.int64)
-                    for want in (False, True):
+                    for want, serial_below in ((False, default), (True, default), (False, 0), (True, 0)):
+                        # small work runs each kernel's serial twin; SERIAL_BELOW = 0 launches the
+                        # parallel kernels as large inputs do: both compiled (kernels/jit.py)
+                        jit.SERIAL_BELOW = serial_below
                         out = model(ids, mask, types, output_hidden_states=want, output_attentions=want)
                         runs += 1
                         for head, head_weights in mine:  # token classification, QA, the family's masked LM
                             head.apply(head_weights, out, model, model.ops)
+                    jit.SERIAL_BELOW = default
                 log(f"{family.name} hs={hs} {act}: ok")
     return runs
 

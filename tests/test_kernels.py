@@ -8,8 +8,10 @@ kernel code runs as plain Python (CI does both).
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import math
+import sys
 from pathlib import Path
 
 import numba
@@ -30,6 +32,31 @@ TOL = 1e-5
 
 # (B, T, H, nh): T=1, odd sizes, a head size that is not a power of two
 ATTENTION_SHAPES = [(1, 1, 8, 2), (2, 5, 12, 3), (3, 17, 32, 4), (2, 33, 40, 5)]
+
+
+JIT = importlib.import_module("numbert.kernels.jit")
+
+
+@pytest.fixture(autouse=True, params=["serial twin", "parallel launch"])
+def launch(request, monkeypatch):
+    """Every test twice: the shapes here are small, so a parallel kernel runs its serial twin on
+    the calling thread (jit.SERIAL_BELOW); with the threshold at 0, the same calls launch on
+    Numba's pool."""
+    if request.param == "parallel launch":
+        monkeypatch.setattr(JIT, "SERIAL_BELOW", 0)
+    return request.param
+
+
+def test_serial_twins_cache_apart():
+    # Numba names cache files after the function's qualified name and does not key them on
+    # parallel=True/False: a twin under the same name would load the other's machine code.
+    kernels = [v for m in list(sys.modules.values()) if (getattr(m, "__name__", "") or "").startswith("numbert.kernels.")
+               for v in vars(m).values() if isinstance(v, JIT.ParallelKernel)]
+    assert len(kernels) >= 6
+    for kernel in kernels:
+        assert kernel.serial is not kernel.dispatcher
+        serial, parallel = (getattr(f, "py_func", f) for f in (kernel.serial, kernel.dispatcher))  # plain under DISABLE_JIT
+        assert serial.__qualname__ == parallel.__qualname__ + "_serial"
 
 
 def rand(rng, *shape, scale=1.0):
@@ -181,6 +208,34 @@ def test_linear_act(act, lead):
     rng = np.random.default_rng(len(lead))
     x, w, b = rand(rng, *lead, 12), rand(rng, 37, 12), rand(rng, 37)
     assert_twins(K.linear_act(x, w, b, act), R.linear_act(x, w, b, act), what=f"linear_act {act}")
+
+
+# the module: numbert.kernels.linear is also the name of its function `linear`
+LINEAR = importlib.import_module("numbert.kernels.linear")
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("M, N", [(1, 1), (3, 2), (4, 7), (17, 50), (131, 9)])
+def test_small_m_gemm_tiles(M, N, parts):
+    # The Numba GEMM on its own, at any M (numbert calls it up to SMALL_M rows): blocks of 4x4,
+    # the rows and columns left over, more than one MT tile (131 rows), parts with no column
+    # group (N < 4 * parts), the GELU epilogue on each tile.
+    rng = np.random.default_rng(M * 100 + N)
+    x, w, b = rand(rng, M, 24), rand(rng, N, 24), rand(rng, N)
+    y = np.full((M, N), np.nan, f32)  # every element must be written
+    LINEAR._linear_tiles(x, w, b, 1, parts, y)  # code 1: exact GELU
+    assert_twins(y, R.linear_act(x, w, b, "gelu"), what=f"small-M GEMM {M}x{N}, {parts} parts")
+
+
+@pytest.mark.parametrize("M", [LINEAR.SMALL_M, LINEAR.SMALL_M + 1])
+def test_linear_either_gemm(M):
+    # up to SMALL_M rows the Numba GEMM, above it BLAS: both equal to the reference, and a
+    # strided x (a view, as a column slice of the fused QKV output is) is read correctly
+    rng = np.random.default_rng(M)
+    wide, w, b = rand(rng, M, 2 * 20), rand(rng, 11, 20), rand(rng, 11)
+    x = wide[:, ::2]  # [M, 20], not contiguous
+    assert_twins(K.linear(x, w, b), R.linear(x, w, b), what=f"linear, {M} rows")
+    assert_twins(K.linear_act(x, w, b, "gelu_tanh"), R.linear_act(x, w, b, "gelu_tanh"), what=f"linear_act, {M} rows")
 
 
 def _self_attention(rng, H):
