@@ -145,6 +145,9 @@ def sgemm_rate(repeats=5) -> float:
     return 2 * 2048 * 768 * 3072 / t / 1e9
 
 
+PAUSE_S = 0.25  # between two timed calls of the grid (see bench_model)
+
+
 def bench_model(label, folder, engines, points, args, log):
     import numbert
 
@@ -164,6 +167,10 @@ def bench_model(label, folder, engines, points, args, log):
         times = {e.name: [] for e in todo}
         for r in range(repeats):  # interleaved, the order rotating so no engine always runs first
             for e in todo[r % len(todo):] + todo[:r % len(todo)]:
+                # a pause first: the previous engine's idle workers stop spinning (OpenBLAS's for
+                # ~0.1 s after a call) instead of taking this engine's cores; measured, an sgemm
+                # just before cut the attention kernel from 83 to 35 GFLOP/s
+                time.sleep(PAUSE_S)
                 times[e.name].append(timed(lambda e=e: e.forward(ids, mask, types)))
         mem = {}
         for e in todo:
