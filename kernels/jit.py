@@ -14,8 +14,8 @@
 - error_model="numpy": a division by zero gives inf/nan as NumPy does, without the Python
   exception check in every inner loop.
 - parallel kernels use `prange` only over independent rows (or parts of a weight) and never
-  call BLAS inside it: the large GEMMs run on NumPy/BLAS between kernels, so Numba's and
-  BLAS's thread pools never run at the same time (see numbert.threads).
+  call BLAS inside it: the large GEMMs run on NumPy/BLAS between kernels (single-threaded
+  BLAS calls side by side, kernels/linear.py), never at the same time as a Numba loop.
 - each parallel kernel has a serial twin (pjit), which runs on the calling thread when the
   caller says the work is small (SERIAL_BELOW): waking the pool costs ~150 us.
 

@@ -10,7 +10,8 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
   step loads 4 + 4 vectors and does 16 multiply-adds; nothing is stored until the block is
   done, then each sum is folded once). W is read once, front to back; x (a few rows) stays
   in L2. Then bias + activation (kernels.gelu.bias_act_span) over the rows just written.
-- more rows: BLAS sgemm through NumPy, then the same bias + activation as a Numba pass.
+- more rows: BLAS sgemm through NumPy, in one part of W's rows per thread, each part a
+  single-threaded BLAS call (_BlasParts), then the same bias + activation as a Numba pass.
 
 Why both. OpenBLAS packs W into its own layout at every call, which for a few rows costs as
 much as the product. Measured on BERT-base's 48 dense layers run in sequence, each weight read
@@ -24,11 +25,15 @@ A cost of BLAS beside Numba, measured: OpenBLAS's worker threads spin for a whil
 call (its THREAD_TIMEOUT, read once when the library loads) on the cores the next Numba
 kernel runs on. The attention kernel of BERT-base 8x128 ran at 35 GFLOP/s right after an
 sgemm against 83 alone; in a forward pass on this kernel's GEMM alone (no BLAS at all)
-attention took 62 ms instead of 100. The small-M path avoids that; the large-M path pays it,
-since the kernel here is 5-20% slower than OpenBLAS there, which outweighs it.
+attention took 62 ms instead of 100. The small-M path avoids that by not calling BLAS; the
+large-M path calls BLAS single-threaded on threads of its own, so BLAS's pool is never woken.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -110,13 +115,69 @@ def _linear(x, weight, bias, act):  # [..., in], [out, in], [out], name -> [...,
     *lead, n_in = x.shape
     x2 = np.ascontiguousarray(x, dtype=f32).reshape(-1, n_in)  # [M, K]: all B*T rows at once
     if x2.shape[0] > SMALL_M:
-        # BLAS reads the [out, in] weight transposed in place (no copy): one sgemm for all rows
-        y = bias_act_(x2 @ weight.T, bias, act)  # [M, N]
+        y = bias_act_(_blas_gemm(x2, weight, launch_threads()), bias, act)  # [M, N]
     else:
         w = np.ascontiguousarray(weight, dtype=f32)  # [N, K] (already so for a loaded checkpoint)
         y = np.empty((x2.shape[0], w.shape[0]), dtype=f32)  # [M, N]
         _linear_tiles(x2, w, np.ascontiguousarray(bias, dtype=f32), ACT_CODES[act], launch_threads(), y)
     return y.reshape(*lead, weight.shape[0])
+
+
+class _BlasParts:
+    """The large GEMMs on BLAS, one part of W's rows (output columns) per thread, each part a
+    single-threaded sgemm: this thread runs one, a small pool of Python threads the others
+    (NumPy releases the GIL inside BLAS).
+
+    Why not BLAS's own threads: after a call OpenBLAS's workers spin for a while, on the cores
+    the next Numba kernel runs on (see the module docstring). Single-threaded, a BLAS call never
+    wakes them, and the Python pool's threads sleep on a queue. The BLAS libraries are set to
+    one thread for the length of the call and then given back their own count (threadpoolctl;
+    a ctypes call each way), under a lock, so concurrent callers cannot leave them at one. A
+    forked child starts with a new lock and a new pool (the parent's threads do not exist there).
+    Measured on BERT-base's 48 dense layers in sequence (2-core AMD EPYC Zen 4, 2 threads):
+    97-99% of OpenBLAS's own 2-thread rate at 128, 1024 and 4096 rows.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool = None  # ThreadPoolExecutor, made at the first call with parts > 1
+        self._blas = None  # threadpoolctl's controllers of the BLAS libraries loaded
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self):
+        self._lock = threading.Lock()
+        self._pool = None
+
+    def __call__(self, x, weight, parts):  # [M, K], [N, K], int -> y [M, N] = x @ W^T
+        N = weight.shape[0]
+        y = np.empty((x.shape[0], N), dtype=f32)  # [M, N]
+        parts = max(1, min(parts, N))
+        bounds = [N * p // parts for p in range(parts + 1)]
+        with self._lock:
+            if self._blas is None:
+                from threadpoolctl import ThreadpoolController
+
+                self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
+            if self._pool is None or self._pool._max_workers < parts - 1:
+                self._pool = ThreadPoolExecutor(max(1, parts - 1), thread_name_prefix="numbert-gemm")
+            counts = [(lib, lib.num_threads) for lib in self._blas]
+            for lib, _ in counts:
+                lib.set_num_threads(1)
+            try:
+                # BLAS reads each slice of the [out, in] weight transposed in place (no copy) and
+                # writes its columns of y in place (a strided view BLAS takes as is)
+                rest = [self._pool.submit(np.matmul, x, weight[b0:b1].T, out=y[:, b0:b1])
+                        for b0, b1 in zip(bounds[1:-1], bounds[2:])]
+                np.matmul(x, weight[:bounds[1]].T, out=y[:, :bounds[1]])
+                for part in rest:
+                    part.result()
+            finally:
+                for lib, n in counts:
+                    lib.set_num_threads(n)
+        return y
+
+
+_blas_gemm = _BlasParts()
 
 
 def linear(x, weight, bias):  # [..., in], [out, in], [out] -> [..., out]

@@ -233,3 +233,48 @@ def test_num_threads_variable_is_named(monkeypatch):
         resolve_threads()
     with pytest.raises(ValueError, match="^threads must be a positive integer, found 0"):
         resolve_threads(0)
+
+
+def _blas_threads(only=None):  # {library path: its thread count}, of the libraries in `only` if given
+    from threadpoolctl import threadpool_info
+
+    now = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    return now if only is None else {path: now.get(path) for path in only}
+
+
+def test_large_gemm_gives_blas_its_threads_back():
+    # Above SMALL_M rows kernels.linear runs single-threaded BLAS parts (kernels/linear.py
+    # _BlasParts): the BLAS libraries' own thread counts are back afterwards, after an error too.
+    from numbert import kernels as K
+    from numbert.kernels import linear as _  # noqa: F401  (the module is loaded)
+
+    LINEAR = sys.modules["numbert.kernels.linear"]
+    rng = np.random.default_rng(0)
+    M = LINEAR.SMALL_M + 36
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((M, 48), (40, 48), (40,)))
+    before = _blas_threads()
+    y = K.linear(x, w, b)
+    assert np.abs(y - (x @ w.T + b)).max() <= 1e-4
+    assert _blas_threads(before) == before  # a library loaded meanwhile (e.g. scipy's) is not compared
+    with pytest.raises(ValueError):
+        K.linear(x[:, :47], w, b)  # K 47 against the weight's 48
+    assert _blas_threads(before) == before  # a library loaded meanwhile (e.g. scipy's) is not compared
+
+
+def test_threads_share_the_large_gemm():
+    # Many Python threads at once on the BLAS parts (one lock, one pool): each result equals
+    # the same call made alone, bit for bit.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numbert import kernels as K
+
+    LINEAR = sys.modules["numbert.kernels.linear"]
+    rng = np.random.default_rng(1)
+    w, b = rng.standard_normal((72, 32)).astype(np.float32), rng.standard_normal(72).astype(np.float32)
+    xs = [rng.standard_normal((LINEAR.SMALL_M + 1 + 7 * i, 32)).astype(np.float32) for i in range(24)]
+    alone = [K.linear_act(x, w, b, "gelu") for x in xs]
+    before = _blas_threads()
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda x: K.linear_act(x, w, b, "gelu"), xs * 4))
+    assert all(np.array_equal(a, t) for a, t in zip(alone * 4, together))
+    assert _blas_threads(before) == before  # a library loaded meanwhile (e.g. scipy's) is not compared
