@@ -10,8 +10,11 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
   step loads 4 + 4 vectors and does 16 multiply-adds; nothing is stored until the block is
   done, then each sum is folded once). W is read once, front to back; x (a few rows) stays
   in L2. Then bias + activation (kernels.gelu.bias_act_span) over the rows just written.
-- more rows: BLAS sgemm through NumPy, in one part of W's rows per thread, each part a
-  single-threaded BLAS call (_BlasParts), then the same bias + activation as a Numba pass.
+- more rows: BLAS sgemm through NumPy, then the same bias + activation as a Numba pass.
+  From BLAS_PARTS_M = 256 rows, in one part of W's rows per thread, each part a
+  single-threaded BLAS call (_BlasParts); below that, on BLAS's own threads, because waking
+  a sleeping thread costs 0.1-0.8 ms on these machines (MiniLM 1x128, whose GEMMs take
+  0.2-1.5 ms, ran 1.6x slower in parts; BERT-base 1x128 the same either way).
 
 Why both. OpenBLAS packs W into its own layout at every call, which for a few rows costs as
 much as the product. Measured on BERT-base's 48 dense layers run in sequence, each weight read
@@ -27,6 +30,8 @@ kernel runs on. The attention kernel of BERT-base 8x128 ran at 35 GFLOP/s right 
 sgemm against 83 alone; in a forward pass on this kernel's GEMM alone (no BLAS at all)
 attention took 62 ms instead of 100. The small-M path avoids that by not calling BLAS; the
 large-M path calls BLAS single-threaded on threads of its own, so BLAS's pool is never woken.
+Measured in a forward pass, parts against BLAS's own threads: BERT-base 8x128 0.97x,
+32x128 0.97x, 8x512 0.88x; MiniLM 8x128 0.95x, 32x128 0.88x, 8x512 0.83x.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from .jit import jit, launch_threads, pjit, prange
 f32 = np.float32
 
 SMALL_M = 64  # up to this many rows, the Numba GEMM below; above, BLAS (see the docstring)
+BLAS_PARTS_M = 256  # from this many rows, BLAS single-threaded in parts on numbert's threads
 MT = 128  # rows of x per tile of the Numba GEMM: 128 x K floats stay in L2 (384 KiB at K = 768)
 
 
@@ -114,8 +120,11 @@ def _linear_tiles(x, w, bias, code, parts, y):  # [M, K], [N, K], [N], int, int 
 def _linear(x, weight, bias, act):  # [..., in], [out, in], [out], name -> [..., out]
     *lead, n_in = x.shape
     x2 = np.ascontiguousarray(x, dtype=f32).reshape(-1, n_in)  # [M, K]: all B*T rows at once
-    if x2.shape[0] > SMALL_M:
+    if x2.shape[0] >= BLAS_PARTS_M:
         y = bias_act_(_blas_gemm(x2, weight, launch_threads()), bias, act)  # [M, N]
+    elif x2.shape[0] > SMALL_M:
+        # BLAS on its own threads: a GEMM this size is over before the parts' threads would wake
+        y = bias_act_(x2 @ weight.T, bias, act)  # [M, N]
     else:
         w = np.ascontiguousarray(weight, dtype=f32)  # [N, K] (already so for a loaded checkpoint)
         y = np.empty((x2.shape[0], w.shape[0]), dtype=f32)  # [M, N]

@@ -227,10 +227,11 @@ def test_small_m_gemm_tiles(M, N, parts):
     assert_twins(y, R.linear_act(x, w, b, "gelu"), what=f"small-M GEMM {M}x{N}, {parts} parts")
 
 
-@pytest.mark.parametrize("M", [LINEAR.SMALL_M, LINEAR.SMALL_M + 1])
+@pytest.mark.parametrize("M", [LINEAR.SMALL_M, LINEAR.SMALL_M + 1, LINEAR.BLAS_PARTS_M])
 def test_linear_either_gemm(M):
-    # up to SMALL_M rows the Numba GEMM, above it BLAS: both equal to the reference, and a
-    # strided x (a view, as a column slice of the fused QKV output is) is read correctly
+    # up to SMALL_M rows the Numba GEMM, above it BLAS (from BLAS_PARTS_M rows in parts): each
+    # equal to the reference, and a strided x (a view, as a column slice of the fused QKV
+    # output is) is read correctly
     rng = np.random.default_rng(M)
     wide, w, b = rand(rng, M, 2 * 20), rand(rng, 11, 20), rand(rng, 11)
     x = wide[:, ::2]  # [M, 20], not contiguous

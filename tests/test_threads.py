@@ -250,7 +250,7 @@ def test_large_gemm_gives_blas_its_threads_back():
 
     LINEAR = sys.modules["numbert.kernels.linear"]
     rng = np.random.default_rng(0)
-    M = LINEAR.SMALL_M + 36
+    M = LINEAR.BLAS_PARTS_M + 3
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((M, 48), (40, 48), (40,)))
     before = _blas_threads()
     y = K.linear(x, w, b)
@@ -271,7 +271,7 @@ def test_threads_share_the_large_gemm():
     LINEAR = sys.modules["numbert.kernels.linear"]
     rng = np.random.default_rng(1)
     w, b = rng.standard_normal((72, 32)).astype(np.float32), rng.standard_normal(72).astype(np.float32)
-    xs = [rng.standard_normal((LINEAR.SMALL_M + 1 + 7 * i, 32)).astype(np.float32) for i in range(24)]
+    xs = [rng.standard_normal((LINEAR.BLAS_PARTS_M + 7 * i, 32)).astype(np.float32) for i in range(24)]
     alone = [K.linear_act(x, w, b, "gelu") for x in xs]
     before = _blas_threads()
     with ThreadPoolExecutor(8) as pool:
