@@ -65,6 +65,9 @@ def environment() -> dict:
             "load_before": os.getloadavg()}
 
 
+PAUSE_S = 0.25  # before each timed call
+
+
 def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter):
     # -> {name: [seconds]} for each implementation and "sgemm"
     rng = np.random.default_rng(0)
@@ -81,6 +84,9 @@ def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter):
     names = list(calls)
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
+            # a pause first, as in the grid (bench/run.py): OpenBLAS's workers, still spinning
+            # after the sgemm, would otherwise take the cores of the kernel timed next
+            time.sleep(PAUSE_S)
             t = clock()
             calls[name]()
             times[name].append(clock() - t)
