@@ -130,8 +130,15 @@ def test_download_when_online(hf_home, tiny, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     found = hub.resolve("org/fresh")
     assert "downloaded" in found.source
-    assert [a["local_files_only"] for a in asked] == [True, False]  # the cache first, then the Hub
-    assert Path(asked[1]["cache_dir"]) == hf_home / "hub"  # where transformers caches
+    # nothing under models--org--fresh: the cache is not asked through huggingface_hub, the Hub is
+    assert [a["local_files_only"] for a in asked] == [False]
+    assert Path(asked[0]["cache_dir"]) == hf_home / "hub"  # where transformers caches
+    # with the model's folder in the cache (another revision only), the cache is asked first
+    put_in_cache(hf_home / "hub", "org/other-rev", tiny, COMMIT_MAIN)
+    asked.clear()
+    with pytest.raises(hub.ModelNotFoundError):
+        hub.resolve("org/other-rev", revision="v9")  # the fake "download" of v9 is refused below
+    assert [a["local_files_only"] for a in asked][:1] == [True]
 
 
 def test_download_patterns_pick_only_what_numbert_reads():
