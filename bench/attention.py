@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import run
+
 f32 = np.float32
 
 MODELS = {"bert-base": (768, 12), "minilm": (384, 12)}  # H, heads
@@ -65,9 +67,6 @@ def environment() -> dict:
             "load_before": os.getloadavg()}
 
 
-PAUSE_S = 0.25  # before each timed call
-
-
 def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter):
     # -> {name: [seconds]} for each implementation and "sgemm"
     rng = np.random.default_rng(0)
@@ -86,7 +85,7 @@ def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter):
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
             # a pause first, as in the grid (bench/run.py): OpenBLAS's workers, still spinning
             # after the sgemm, would otherwise take the cores of the kernel timed next
-            time.sleep(PAUSE_S)
+            time.sleep(run.PAUSE_S)
             t = clock()
             calls[name]()
             times[name].append(clock() - t)

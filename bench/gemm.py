@@ -162,17 +162,9 @@ def setup_libs(threads, mkl_dir):  # -> {lib: (prepare(w, M) -> state, call(x, s
     libs["numbert"] = (lambda w, M: (w, np.zeros(w.shape[0], f32)),
                        lambda x, wb, y: linear._linear_tiles(x, wb[0], wb[1], 0, jit.launch_threads(), y))
     notes["numbert"] = (f"numbert.kernels.linear's Numba GEMM ({jit.launch_threads()} threads, "
-                        f"{numba_layer()} layer); numbert calls it for M <= {linear.SMALL_M} rows")
+                        f"{jit.select_threading_layer()} layer); numbert calls it for M <= {linear.SMALL_M} rows")
     return libs, notes
 
-
-def numba_layer() -> str:
-    import numba
-
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        return str(numba.config.THREADING_LAYER)
 
 
 def bench_shape(libs, M, n_out, n_in, repeats, rng):  # -> {lib: GFLOP/s median}, {lib: best}, {lib: max diff}

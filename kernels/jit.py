@@ -147,9 +147,9 @@ class ParallelKernel:
     Attribute access goes to the Numba dispatcher (py_func, signatures, ...). A parallel
     kernel is an entry point: call it from Python, not from another jitted function."""
 
-    def __init__(self, dispatcher, serial=None):
+    def __init__(self, dispatcher, serial):
         self.dispatcher = dispatcher
-        self.serial = serial if serial is not None else dispatcher  # the same code, prange as range
+        self.serial = serial  # the same code compiled without parallel=True: prange runs as range
         functools.update_wrapper(self, getattr(dispatcher, "py_func", dispatcher))
 
     def __call__(self, *args, work=None):

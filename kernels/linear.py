@@ -149,13 +149,14 @@ class _BlasParts:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._pool = None  # ThreadPoolExecutor, made at the first call with parts > 1
+        self._pool = None  # ThreadPoolExecutor of self._workers threads, made at the first call
+        self._workers = 0
         self._blas = None  # threadpoolctl's controllers of the BLAS libraries loaded
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self):
         self._lock = threading.Lock()
-        self._pool = None
+        self._pool, self._workers = None, 0
 
     def __call__(self, x, weight, parts):  # [M, K], [N, K], int -> y [M, N] = x @ W^T
         N = weight.shape[0]
@@ -167,8 +168,9 @@ class _BlasParts:
                 from threadpoolctl import ThreadpoolController
 
                 self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
-            if self._pool is None or self._pool._max_workers < parts - 1:
-                self._pool = ThreadPoolExecutor(max(1, parts - 1), thread_name_prefix="numbert-gemm")
+            if self._pool is None or self._workers < parts - 1:
+                self._workers = max(1, parts - 1)
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="numbert-gemm")
             counts = [(lib, lib.num_threads) for lib in self._blas]
             for lib, _ in counts:
                 lib.set_num_threads(1)

@@ -163,11 +163,16 @@ def _where(name, revision) -> str:
     return f"{name}" + (f" @ {revision}" if revision else "")
 
 
+def _repo_cache(cache: Path, name: str) -> Path:
+    """Where the cache keeps a model: models--{org}--{name} (huggingface_hub's repo_folder_name)."""
+    return cache / ("models--" + name.replace("/", "--"))
+
+
 def _from_cache(name, revision, cache: Path, tried) -> Resolved | None:
-    # The cache keeps a model under models--{org}--{name} (huggingface_hub's repo_folder_name).
-    # Without that folder there is nothing to look up, and huggingface_hub (0.2 s to import and
-    # ask) is not loaded: the README's main job, served by the offline package, starts faster.
-    if not (cache / ("models--" + name.replace("/", "--"))).is_dir():
+    # Without the model's folder in the cache there is nothing to look up, and huggingface_hub
+    # (0.2 s to import and ask) is not loaded: the README's main job, served by the offline
+    # package, starts faster.
+    if not _repo_cache(cache, name).is_dir():
         tried.append(f"Hugging Face cache {cache}: {_where(name, revision)} is not cached")
         return None
     from huggingface_hub import snapshot_download
@@ -241,7 +246,7 @@ def _download_with_timeout(name, revision, cache: Path, timeout: float) -> str:
 
     worker = threading.Thread(target=download, name=f"numbert download {name}", daemon=True)
     worker.start()
-    repo_cache = cache / ("models--" + name.replace("/", "--"))
+    repo_cache = _repo_cache(cache, name)
     seen, last_change = -1, time.monotonic()
     while worker.is_alive():
         worker.join(min(0.5, timeout))

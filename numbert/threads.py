@@ -4,9 +4,9 @@
 Numba's thread count (its parallel kernels) and the BLAS library's (NumPy's matmul), via
 threadpoolctl. The kernels never call BLAS inside a parallel loop, so the two pools never
 run at the same time and N threads means N busy cores, not N x N. (numbert's own large GEMMs
-run N single-threaded BLAS calls side by side, one per part of the weight: kernels/linear.py.) The count holds for calls
-from every Python thread: Numba's own setting is per thread, so numbert.kernels.jit applies
-it at each parallel kernel launch.
+run N single-threaded BLAS calls side by side, one per part of the weight: kernels/linear.py.)
+The count holds for calls from every Python thread: Numba's own setting is per thread, so
+numbert.kernels.jit applies it at each parallel kernel launch.
 """
 
 from __future__ import annotations

@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -433,32 +432,35 @@ def compile_all(log=lambda msg: None) -> int:
         return (rng.standard_normal(shape) * 0.1).astype(np.float32)
 
     heads = [*HEADS.values(), *FAMILY_MLM_HEADS]
-    jit = importlib.import_module("numbert.kernels.jit")
+    from .kernels import jit
+
     default = jit.SERIAL_BELOW
     runs = 0
-    for family in _families():
-        for i, (nh, hs, lengths) in enumerate(GEOMETRIES):
-            for act in (ACTIVATIONS if i == 0 else ACTIVATIONS[:1]):
-                config = _tiny_config(family, nh, hs, act, max(lengths))
-                weights = build(family.weights, config, take)  # every optional module present: pooler, classifier
-                model = Model(config, weights, None, backend="numba")
-                mine = [(head, build(head.tree, config, take)) for head in heads
-                        if head.families is None or family.name in head.families]
-                for T, B in ((T, B) for T in lengths for B in (1, 2)):
-                    ids = rng.integers(3, config.vocab_size, size=(B, T))  # [B, T] int64
-                    mask = np.ones((B, T), dtype=np.int64)
-                    mask[B - 1, max(1, T // 2):] = 0  # the last row padded (B = 1: one padded row)
-                    types = np.zeros((B, T), dtype=np.int64)
-                    for want, serial_below in ((False, default), (True, default), (False, 0), (True, 0)):
-                        # small work runs each kernel's serial twin; SERIAL_BELOW = 0 launches the
-                        # parallel kernels as large inputs do: both compiled (kernels/jit.py)
-                        jit.SERIAL_BELOW = serial_below
-                        out = model(ids, mask, types, output_hidden_states=want, output_attentions=want)
-                        runs += 1
-                        for head, head_weights in mine:  # token classification, QA, the family's masked LM
-                            head.apply(head_weights, out, model, model.ops)
-                    jit.SERIAL_BELOW = default
-                log(f"{family.name} hs={hs} {act}: ok")
+    try:
+        for family in _families():
+            for i, (nh, hs, lengths) in enumerate(GEOMETRIES):
+                for act in (ACTIVATIONS if i == 0 else ACTIVATIONS[:1]):
+                    config = _tiny_config(family, nh, hs, act, max(lengths))
+                    weights = build(family.weights, config, take)  # every optional module present: pooler, classifier
+                    model = Model(config, weights, None, backend="numba")
+                    mine = [(head, build(head.tree, config, take)) for head in heads
+                            if head.families is None or family.name in head.families]
+                    for T, B in ((T, B) for T in lengths for B in (1, 2)):
+                        ids = rng.integers(3, config.vocab_size, size=(B, T))  # [B, T] int64
+                        mask = np.ones((B, T), dtype=np.int64)
+                        mask[B - 1, max(1, T // 2):] = 0  # the last row padded (B = 1: one padded row)
+                        types = np.zeros((B, T), dtype=np.int64)
+                        for want, serial_below in ((False, default), (True, default), (False, 0), (True, 0)):
+                            # small work runs each kernel's serial twin; SERIAL_BELOW = 0 launches the
+                            # parallel kernels as large inputs do: both compiled (kernels/jit.py)
+                            jit.SERIAL_BELOW = serial_below
+                            out = model(ids, mask, types, output_hidden_states=want, output_attentions=want)
+                            runs += 1
+                            for head, head_weights in mine:  # token classification, QA, the family's masked LM
+                                head.apply(head_weights, out, model, model.ops)
+                    log(f"{family.name} hs={hs} {act}: ok")
+    finally:
+        jit.SERIAL_BELOW = default
     return runs
 
 
