@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,8 +198,20 @@ def test_tiny_variants_equal_transformers(checkpoint_factory, kw):
 def test_minilm_every_step_equals_transformers(minilm_trace):
     check = minilm_trace.check
     assert len(check.steps) == len(minilm_trace.steps) == 132
-    worst = {n: s.max_abs_diff for n, s in check.steps.items() if s.max_abs_diff is None or s.max_abs_diff > 1e-4}
-    assert not worst, f"steps missing or beyond 1e-4: {worst}"
+    missing = [n for n, s in check.steps.items() if s.max_abs_diff is None]
+    assert not missing, f"no transformers twin captured for {missing}"
+    # The hidden states (every LayerNorm's output) and the pooler: the oracle's bound on a real
+    # checkpoint, 1e-4 absolute.
+    hidden = {n: s.max_abs_diff for n, s in check.steps.items() if n.endswith("LayerNorm") or n.startswith("pooler.")}
+    assert len(hidden) == 1 + 2 * 6 + 3
+    worst = {n: d for n, d in hidden.items() if d > 1e-4}
+    assert not worst, f"hidden states beyond 1e-4: {worst}"
+    # Every step within 1e-4 of its own scale (the check's rule). The sums before a LayerNorm
+    # reach |x| = 192 in layer 0's output.dense, where one fp32 ulp is 1.5e-5: a 1536-term dot
+    # product summed in another order (OpenBLAS's kernel against torch's) lands a few ulps away
+    # (1.2e-4 measured on a Xeon; the LayerNorm after it agrees to 1.4e-6).
+    worst = {n: (s.max_abs_diff, s.tolerance) for n, s in check.steps.items() if not s.ok}
+    assert not worst, f"steps beyond 1e-4 of their scale: {worst}"
     assert check.ok
 
 
@@ -257,10 +267,11 @@ def test_cli_end_to_end(checkpoint_factory, tmp_path):
     pytest.importorskip("torch")
     folder = checkpoint_factory(**TINY)
     page = tmp_path / "trace.html"
-    env = {**os.environ, "PYTHONPATH": str(Path(numbert.__file__).parents[1])}
+    # the installed numbert (no PYTHONPATH to the repo root: its kernels/ folder would shadow
+    # PyPI's `kernels` package, which transformers imports when it is installed)
     proc = subprocess.run([sys.executable, "-m", "numbert", "trace", *TEXTS, "--model", str(folder),
                            "--layers", "2", "--values", "--check-torch", "--html", str(page)],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "TOKENIZER" in out and "BERT LAYER 2" in out and "diff " in out
