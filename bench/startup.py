@@ -22,9 +22,11 @@ TORCH = ("import torch, transformers; p = transformers.pipeline('text-classifica
 
 
 def _run(code, env) -> float:
+    # cwd: not the repository root, which `python -c` would put on sys.path, where kernels/
+    # (installed as numbert.kernels) shadows PyPI's `kernels`, which transformers imports
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                   stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     return time.perf_counter() - t
 
 
