@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,20 +163,3 @@ def test_write_renders_from_the_results_folder(bench, tmp_path):
     assert {r["verdict"] for r in saved} == {"met", "missed", "not measured"}
     assert (tmp_path / "results.png").stat().st_size > 0
 
-
-@pytest.mark.parametrize("M", [1, 8, 13])
-def test_simd_gemm_prototype_equals_the_product(bench, M):
-    """bench/simd_gemm.py's explicit-vector kernel (a prototype, not numbert's) computes x @ W^T,
-    with its tile of 8 rows, the rows after it, and a padded last panel."""
-    import bench.simd_gemm as simd_gemm
-
-    rng = np.random.default_rng(M)
-    N, K = 40, 24  # N not a multiple of the 32-column panel
-    x, w = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((N, K), dtype=np.float32)
-    panels = simd_gemm.pack(w)
-    assert panels.shape == (2, K * simd_gemm.NR)
-    y = np.full((M, 2 * simd_gemm.NR), np.nan, np.float32)
-    simd_gemm.gemm(x, panels, 2, y)
-    ref = x.astype(np.float64) @ w.T.astype(np.float64)
-    assert np.abs(y[:, :N] - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
-    assert not y[:, N:].any()  # the zero padding gives zero columns

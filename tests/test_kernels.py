@@ -239,6 +239,47 @@ def test_linear_either_gemm(M):
     assert_twins(K.linear_act(x, w, b, "gelu_tanh"), R.linear_act(x, w, b, "gelu_tanh"), what=f"linear_act, {M} rows")
 
 
+SIMD = importlib.import_module("numbert.kernels.simd")
+
+
+@pytest.mark.parametrize("act", sorted(set(ACTIVATIONS.values())))
+@pytest.mark.parametrize("M", [1, 3, 4, 7, 8, 13, 64])
+def test_linear_packed(M, act):
+    # The register-tile GEMM on a packed weight (numbert runs it up to SMALL_M rows on CPUs with
+    # AVX-512): tiles of 8 and 4 rows, single rows left over, two panels split between the
+    # threads, the epilogue; under NUMBA_DISABLE_JIT the vector operations are plain NumPy.
+    rng = np.random.default_rng(M)
+    x, w, b = rand(rng, M, 24), rand(rng, 64, 24), rand(rng, 64)
+    panels = LINEAR.pack(w)
+    assert panels.shape == (2, 24 * LINEAR.NR)
+    assert_twins(LINEAR.linear_packed(x, panels, b, act), R.linear_act(x, w, b, act), what=f"linear_packed {M} rows {act}")
+    assert_twins(LINEAR.linear_packed(x[None], panels, b), R.linear(x[None], w, b), what="linear_packed [1, M, K]")
+
+
+def test_pack_refuses_a_width_off_the_panel():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        LINEAR.pack(np.zeros((40, 8), f32))
+
+
+def test_numba_ops_packs_a_weight_at_its_first_short_input():
+    rng = np.random.default_rng(5)
+    lin = Linear(rand(rng, 64, 24), rand(rng, 64))
+    ops = NumbaOps(SelfAttention(query=lin, key=lin, value=lin))
+    short, long = rand(rng, 1, 5, 24), rand(rng, 1, LINEAR.SMALL_M + 1, 24)
+    assert_twins(ops.linear(long, lin.weight, lin.bias), R.linear(long, lin.weight, lin.bias), what="long input")
+    assert not ops._packed  # more than SMALL_M rows: BLAS on the weight as it is
+    for _ in range(2):
+        assert_twins(ops.linear_act(short, lin.weight, lin.bias, "gelu"), R.linear_act(short, lin.weight, lin.bias, "gelu"),
+                     what="short input")
+    odd = Linear(rand(rng, 7, 24), rand(rng, 7))  # 7 columns: no panels, the Numba GEMM on W
+    assert_twins(ops.linear(short, odd.weight, odd.bias), R.linear(short, odd.weight, odd.bias), what="7 columns")
+    if SIMD.AVAILABLE:
+        assert list(ops._packed) == [id(lin.weight)]  # packed once, kept
+        assert ops._packed[id(lin.weight)][1].shape == (2, 24 * LINEAR.NR)
+    else:  # no AVX-512 (or no compiler): every product on the weight as it is
+        assert not ops._packed
+
+
 def _self_attention(rng, H):
     def lin():
         return Linear(rand(rng, H, H, scale=0.3), rand(rng, H))
