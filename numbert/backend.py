@@ -72,11 +72,9 @@ class NumbaOps:
 
     def __init__(self, weights):
         from . import kernels  # imported here: numba is loaded only when a model asks for it
-
         from .kernels import simd
 
         gemm = importlib.import_module(".kernels.linear", __package__)  # the module: kernels.linear is its function
-
         self.kernels = kernels
         self._attention_takes_position_bias = "position_bias" in inspect.signature(kernels.attention).parameters
         self.attention_mask_bias = kernels.attention_mask_bias
