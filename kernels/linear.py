@@ -4,37 +4,39 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
 [out, in]). Three GEMMs, chosen by M and the CPU:
 
 - M <= SMALL_M rows (a short input: one sentence of up to 64 tokens) on a CPU with AVX-512,
-  N a multiple of NR = 32 (every dense layer of the BERT family): linear_packed, a register
-  tile on the weight packed once in panels of 32 output columns (pack; numbert.backend packs
-  each weight at its first short input and keeps it). An 8 x 32 block of y stays in 16
-  vector registers (kernels/simd.py) for the whole pass over K: each step loads 32 weights
-  (two vectors, one contiguous stream per panel), broadcasts one number of each of the 8 rows
-  of x, and does 16 vector multiply-adds; rows left over go 4, then 1 at a time. Measured
-  (2-core Intel Xeon, Emerald Rapids, 2 threads; `python -m bench.simd_gemm`, weights from
-  memory): 1.07-2.37x the rate of the Numba GEMM below, 0.67-1.26x OpenBLAS's; a forward pass
-  takes 0.69-0.86x the time at 32-64 tokens (BERT-base, MiniLM) and about the same at 8-16
-  (0.88-1.13x), where reading the weights from memory sets the pace. The price: a second copy
-  of each dense weight (+42 MiB for MiniLM, +279 MiB for BERT-base), made at the first short
-  input.
-- M <= SMALL_M otherwise: a Numba GEMM that reads W in place. Each thread takes its own share of W's rows (output columns), and walks
-  them in blocks of 4 rows of x x 4 rows of W: 16 running sums over K, which LLVM vectorises
-  over K (16 lanes per AVX-512 register) and keeps in registers for the whole pass (each
-  step loads 4 + 4 vectors and does 16 multiply-adds; nothing is stored until the block is
-  done, then each sum is folded once). W is read once, front to back; x (a few rows) stays
-  in L2. Then bias + activation (kernels.gelu.bias_act_span) over the rows just written.
+  N a multiple of NR = 32 (the encoder's dense layers at the BERT family's usual sizes; not
+  a classifier of a few labels): linear_packed, a register tile on the weight packed once in
+  panels of 32 output columns (pack; numbert.backend packs each weight at its first short
+  input and keeps it). An 8 x 32 block of y stays in 16 vector registers (kernels/simd.py)
+  for the whole pass over K: each step loads 32 weights (two vectors, one contiguous stream
+  per panel), broadcasts one number of each of the 8 rows of x, and does 16 vector multiply-
+  adds; rows left over go 4, then 1 at a time. Measured (2-core Intel Xeon, Emerald Rapids,
+  2 threads; `python -m bench.simd_gemm`, weights from memory): 1.07-2.37x the rate of the
+  Numba GEMM below, 0.67-1.26x OpenBLAS's; a forward pass takes 0.69-0.86x the time at 32-64
+  tokens (BERT-base, MiniLM) and about the same at 8-16 (0.88-1.13x), where reading the
+  weights from memory sets the pace. The price: a second copy of each dense weight (+42 MiB
+  for MiniLM, +279 MiB for BERT-base), made at the first short input.
+- M <= SMALL_M otherwise: a Numba GEMM that reads W in place. Each thread takes its own
+  share of W's rows (output columns), and walks them in blocks of 4 rows of x x 4 rows of W:
+  16 running sums over K, which LLVM vectorises over K (16 lanes per AVX-512 register) and
+  keeps in registers for the whole pass (each step loads 4 + 4 vectors and does 16 multiply-
+  adds; nothing is stored until the block is done, then each sum is folded once). W is read
+  once, front to back; x (a few rows) stays in L2. Then bias + activation
+  (kernels.gelu.bias_act_span) over the rows just written.
 - more rows: BLAS sgemm through NumPy, then the same bias + activation as a Numba pass.
   From BLAS_PARTS_M = 256 rows, in one part of W's rows per thread, each part a
   single-threaded BLAS call (_BlasParts); below that, on BLAS's own threads, because waking
   a sleeping thread costs 0.1-0.8 ms on these machines (MiniLM 1x128, whose GEMMs take
   0.2-1.5 ms, ran 1.6x slower in parts; BERT-base 1x128 the same either way).
 
-Why both. OpenBLAS packs W into its own layout at every call, which for a few rows costs as
-much as the product. Measured on BERT-base's 48 dense layers run in sequence, each weight read
-from memory as in a forward pass (2-core AMD EPYC Zen 4, 2 threads, fp32): with x [16, K]
-sgemm ran at 44-58 GFLOP/s against 69-84 for the kernel here, at 32 rows 85 against 100-108,
-at 64 rows 123-127 against 114-138, at 256 rows 168 against 135. From about 64 rows on,
-OpenBLAS's register-blocked kernel on packed panels wins, so it keeps them. (`python -m
-bench.gemm` has the kernel as its "numbert" column, at every row count.)
+Why not BLAS for short inputs. OpenBLAS packs W into its own layout at every call, which for
+a few rows costs as much as the product. Measured on BERT-base's 48 dense layers run in
+sequence, each weight read from memory as in a forward pass (2-core AMD EPYC Zen 4, 2
+threads, fp32): with x [16, K] sgemm ran at 44-58 GFLOP/s against 69-84 for the kernel here,
+at 32 rows 85 against 100-108, at 64 rows 123-127 against 114-138, at 256 rows 168 against
+135. From about 64 rows on, OpenBLAS's register-blocked kernel on packed panels wins, so it
+keeps them. (`python -m bench.gemm` has the kernel as its "numbert" column, at every row
+count.)
 
 A cost of BLAS beside Numba, measured: OpenBLAS's worker threads spin for a while after each
 call (its THREAD_TIMEOUT, read once when the library loads) on the cores the next Numba

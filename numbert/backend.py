@@ -101,10 +101,7 @@ class NumbaOps:
         return entry[1]
 
     def linear(self, x, weight, bias):  # [..., in] -> [..., out]
-        panels = self._panels(x, weight)
-        if panels is not None:
-            return self._gemm.linear_packed(x, panels, bias)
-        return self.kernels.linear(x, weight, bias)
+        return self.linear_act(x, weight, bias, "identity")
 
     def embeddings(self, input_ids, token_type_ids, word, position, token_type, ln_weight, ln_bias, eps,
                    record=NO_RECORD, position_ids=None):  # [B, T] x2, tables -> [B, T, H]

@@ -162,4 +162,3 @@ def test_write_renders_from_the_results_folder(bench, tmp_path):
     saved = json.loads((tmp_path / "results" / "targets.json").read_text())
     assert {r["verdict"] for r in saved} == {"met", "missed", "not measured"}
     assert (tmp_path / "results.png").stat().st_size > 0
-
