@@ -1,9 +1,24 @@
 """Scaled dot-product attention for one layer at (close to) GEMM speed: the twin of
 numbert.layers.attention (and attention_mask_bias).
 
-One parallel task per (batch, head). The task copies its head's keys and values once,
-transposed, into two contiguous [hs, L] buffers (L = keys up to the last real one), then
-walks the queries four at a time:
+Two kernels, one parallel task per (batch, head) in both. attention() runs the first where
+it can (a CPU with AVX-512, hs a multiple of 32: every BERT-family checkpoint numbert knows),
+the second elsewhere.
+
+On explicit vectors (_attention_vectors; kernels/simd.py). The task puts its head's keys in
+panels of 32 keys, [hs, 32] each (transposed 16 x 16 at a time in registers), and its
+values in panels of 32 head dims, [L, 32] each (L = keys up to the last real one). Then,
+for each block of 8 queries:
+
+- scores S[8, L] = Q[8, hs] K^T: kernels.linear's register tile, with the key panels as
+  its weights: an 8 x 32 block of S in 16 vector registers for the whole pass over hs.
+- softmax of each row, 16 lanes at a time (scale, mask, max; exp, sum): a vector twin of
+  the scalar exp below. The rows stay unnormalised.
+- context C[8, hs] = exp(S)[8, L] V: the same tile, with the value panels as its weights,
+  written into the output, then each row multiplied by 1 / its sum (hs numbers, not L).
+
+The plain kernel (_attention_heads) copies a head's keys and values once, transposed, into
+two contiguous [hs, L] buffers and walks the queries four at a time:
 
 - scores S[4, L] = Q[4, hs] K^T: for each group of four head dims, one pass over the keys
   adds 4 x 4 products into the four score rows. The inner loop runs over contiguous keys,
@@ -14,15 +29,16 @@ walks the queries four at a time:
   keys (4 queries x 4 dims), which LLVM keeps in vector registers for the whole pass: no
   store in the inner loop; each sum is folded once at the end.
 
-The [B, nh, T, T] tensor never exists unless output_attentions asks for it: a task's
-scratch is its [4, L] score rows. Keys after the last real token (right padding) are
-skipped: their bias is finfo(float32).min, so their exp() is exactly 0 in the reference
-too. A sequence with no real token at all attends uniformly to every key, as the
-reference does, so it keeps all T keys. MPNet's position bias, when given, is added to the
-scaled scores before the mask, as in the reference.
+In both, the [B, nh, T, T] tensor never exists unless output_attentions asks for it: a
+task's scratch is one block's score rows. Keys after the last real token (right padding)
+are skipped: their bias is finfo(float32).min, so their exp() is exactly 0 in the reference
+too. A sequence with no real token at all attends uniformly to every key, as the reference
+does, so it keeps all T keys. MPNet's position bias, when given, is added to the scaled
+scores before the mask, as in the reference.
 
-The previous kernel (one query row at a time, dot products over the head dim: 10-30
-GFLOP/s) is kept in bench/attention_rowwise.py as the baseline of `python -m bench.attention`.
+`python -m bench.attention` times both against the sgemm of the same run, with the first
+kernel of all (one query row at a time, dot products over the head dim: 10-30 GFLOP/s),
+kept in bench/attention_rowwise.py.
 """
 
 from __future__ import annotations
@@ -31,7 +47,10 @@ import math
 
 import numpy as np
 
+from . import simd
 from .jit import jit, pjit, prange
+from .linear import NR, _tile1, _tile4, _tile8
+from .simd import V, vadd, vbroadcast, vfloor, vfma, vhmax, vhsum, vkeep_above, vload, vmax, vmul, vpow2, vstore, vsub, vzero, vzip_hi, vzip_lo
 
 f32 = np.float32
 
@@ -271,24 +290,206 @@ def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_
             i += n
 
 
+# ---- The same on explicit vectors (kernels/simd.py): CPUs with AVX-512, hs a multiple of NR ----
+
+
+@jit
+def _vexp(x):  # 16 lanes, each <= 0 (a score minus its row's max) -> exp(x), 0 below _EXP_LO: _exp lane by lane
+    xc = vmax(x, vbroadcast(_EXP_LO))
+    n = vfloor(vfma(xc, vbroadcast(_LOG2E), vbroadcast(f32(0.5))))
+    r = vfma(n, vbroadcast(-_LN2_HI), xc)
+    r = vfma(n, vbroadcast(-_LN2_LO), r)
+    p = vbroadcast(f32(1.9875691500e-4))
+    p = vfma(p, r, vbroadcast(f32(1.3981999507e-3)))
+    p = vfma(p, r, vbroadcast(f32(8.3334519073e-3)))
+    p = vfma(p, r, vbroadcast(f32(4.1665795894e-2)))
+    p = vfma(p, r, vbroadcast(f32(1.6666665459e-1)))
+    p = vfma(p, r, vbroadcast(f32(5.0000001201e-1)))
+    p = vadd(vfma(vmul(p, r), r, r), vbroadcast(f32(1.0)))
+    return vkeep_above(vmul(p, vpow2(n)), x, vbroadcast(_EXP_LO))
+
+
+@jit
+def _masked_exp_rows_(s, n, bias, pb, scale, inv):  # s [QB8, Lp] scores of n queries, bias [Lp], pb [QB8, Lp] or [0, 0]
+    # -> s = exp(scores - row max) in place, inv[r] = 1 / row r's sum: _masked_exp_ on 16 lanes. bias is
+    # -inf past the last key (Lp rounds the keys up to whole panels), so those lanes come out 0.
+    Lp = s.shape[1]
+    sc = vbroadcast(scale)
+    for r in range(n):
+        at = r * Lp  # flat offsets into s and pb: no row views (each costs a reference count)
+        top = vbroadcast(-np.inf)
+        if pb.shape[0] > 0:  # MPNet: the position bias goes on the scaled scores, before the mask
+            for j in range(0, Lp, V):
+                x = vadd(vadd(vmul(vload(s, at + j), sc), vload(pb, at + j)), vload(bias, j))
+                vstore(s, at + j, x)
+                top = vmax(top, x)
+        else:
+            for j in range(0, Lp, V):
+                x = vadd(vmul(vload(s, at + j), sc), vload(bias, j))
+                vstore(s, at + j, x)
+                top = vmax(top, x)
+        top = vbroadcast(vhmax(top))
+        total = vzero()
+        for j in range(0, Lp, V):
+            e = _vexp(vsub(vload(s, at + j), top))
+            vstore(s, at + j, e)
+            total = vadd(total, e)
+        inv[r] = f32(1.0) / vhsum(total)
+
+
+@jit
+def _zip_round(r):  # 16 vectors -> 16 vectors; four rounds transpose a 16 x 16 block
+    return (vzip_lo(r[0], r[8]), vzip_hi(r[0], r[8]), vzip_lo(r[1], r[9]), vzip_hi(r[1], r[9]),
+            vzip_lo(r[2], r[10]), vzip_hi(r[2], r[10]), vzip_lo(r[3], r[11]), vzip_hi(r[3], r[11]),
+            vzip_lo(r[4], r[12]), vzip_hi(r[4], r[12]), vzip_lo(r[5], r[13]), vzip_hi(r[5], r[13]),
+            vzip_lo(r[6], r[14]), vzip_hi(r[6], r[14]), vzip_lo(r[7], r[15]), vzip_hi(r[7], r[15]))
+
+
+@jit
+def _transpose16(src, j, col, dst, at):  # src[j:j+16, col:col+16] -> dst[at + d*NR : at + d*NR + 16] = column d
+    r = (vload(src[j], col), vload(src[j + 1], col), vload(src[j + 2], col), vload(src[j + 3], col),
+         vload(src[j + 4], col), vload(src[j + 5], col), vload(src[j + 6], col), vload(src[j + 7], col),
+         vload(src[j + 8], col), vload(src[j + 9], col), vload(src[j + 10], col), vload(src[j + 11], col),
+         vload(src[j + 12], col), vload(src[j + 13], col), vload(src[j + 14], col), vload(src[j + 15], col))
+    r = _zip_round(_zip_round(_zip_round(_zip_round(r))))
+    for d in range(V):
+        vstore(dst, at + d * NR, r[d])
+
+
+QV = 8  # queries per block of the vector kernel: the 8 rows of kernels.linear's tile
+
+
+@jit
+def _rows_left(x, xi, xo, n, K, panel, y, yi, n0):  # n < QV rows of x[xi:, xo:xo+K] @ one panel -> y[yi:, n0:n0+NR]
+    # (a whole block calls _tile8 itself: through a helper like this one it ran 1.2x slower)
+    r = 0
+    if n >= 4:
+        _tile4(x, xi, xo, K, panel, y, yi, n0)
+        r = 4
+    while r < n:
+        _tile1(x, xi + r, xo, K, panel, y, yi + r, n0)
+        r += 1
+
+
+@pjit
+def _attention_vectors(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_probs):
+    # the arguments of _attention_heads; q, k, v with unit-stride rows (attention() sees to it)
+    B, T, H = q.shape
+    hs = H // nh
+    PV = hs // NR  # panels of values (32 head dims each)
+    has_pbias = pbias.shape[0] > 0
+    for task in prange(B * nh):
+        b = task // nh
+        h = task % nh
+        o = h * hs  # this head's columns in H
+        L = lengths[b]  # keys 0 .. L-1 can be attended to
+        PK = (L + NR - 1) // NR  # panels of keys (32 keys each)
+        Lp = PK * NR
+        qb, kb, vb, ob = q[b], k[b], v[b], out[b]  # [T, H] each
+        # the keys as panels, kp[p, d*NR + c] = key p*NR + c, head dim d: the tile's "weights" for the
+        # scores (zeros past the last key); the values as panels of 32 head dims, vp[p, j*NR + c]
+        kp = np.zeros((PK, hs * NR), f32)  # [PK, hs * NR]
+        vp = np.empty((PV, L * NR), f32)  # [PV, L * NR]
+        j = 0
+        while j + V <= L:  # 16 keys at a time, transposed in registers
+            for d0 in range(0, hs, V):
+                _transpose16(kb, j, o + d0, kp[j // NR], d0 * NR + j % NR)
+            j += V
+        while j < L:
+            kr = kb[j]
+            for d in range(hs):
+                kp[j // NR, d * NR + j % NR] = kr[o + d]
+            j += 1
+        for j in range(L):
+            vr = vb[j]
+            for p in range(PV):
+                vstore(vp[p], j * NR, vload(vr, o + p * NR))
+                vstore(vp[p], j * NR + V, vload(vr, o + p * NR + V))
+        bias_b = np.full(Lp, -np.inf, f32)  # [Lp] this sequence's mask bias; -inf hides the padding lanes
+        for j in range(L):
+            bias_b[j] = bias[b, j]
+        s = np.empty((QV, Lp), f32)  # one block's scores, then exp(scores - row max)
+        inv = np.empty(QV, f32)  # 1 / the sums of those rows
+        pb = np.zeros((QV, Lp) if has_pbias else (0, 0), f32)
+        i = 0
+        while i < T:
+            n = min(QV, T - i)  # queries in this block
+            for p in range(PK):  # scores: Q[i:i+n] (this head's columns) @ one panel of keys
+                if n == QV:
+                    _tile8(qb, i, o, hs, kp[p], s, 0, p * NR)
+                else:
+                    _rows_left(qb, i, o, n, hs, kp[p], s, 0, p * NR)
+            if has_pbias:
+                pbb = pbias[b if pbias.shape[0] > 1 else 0, h]
+                for r in range(n):
+                    for j in range(L):
+                        pb[r, j] = pbb[i + r, j]
+            _masked_exp_rows_(s, n, bias_b, pb, scale, inv)
+            for p in range(PV):  # context: exp(scores)[:n, :L] @ one panel of values -> out, then / sums
+                if n == QV:
+                    _tile8(s, 0, 0, L, vp[p], ob, i, o + p * NR)
+                else:
+                    _rows_left(s, 0, 0, n, L, vp[p], ob, i, o + p * NR)
+            for r in range(n):
+                for c in range(0, hs, V):
+                    at = (i + r) * H + o + c
+                    vstore(ob, at, vmul(vload(ob, at), vbroadcast(inv[r])))
+            if want_probs:
+                for r in range(n):
+                    for j in range(L):
+                        probs[b, h, i + r, j] = s[r, j] * inv[r]
+                    for j in range(L, T):
+                        probs[b, h, i + r, j] = f32(0.0)
+            i += n
+
+
+_NONE4 = np.empty((0, 0, 0, 0), f32)  # no probabilities asked for, no position bias given
+
+
+@jit
+def _key_lengths(bias):  # [B, T] mask bias -> [B] one past the last key that is not hidden
+    # (one compiled call rather than five NumPy ones: a call after a pause ran 0.3 ms in them)
+    B, T = bias.shape
+    lengths = np.empty(B, np.int64)
+    for b in range(B):
+        L = T
+        while L > 0 and bias[b, L - 1] <= _MASKED:
+            L -= 1
+        lengths[b] = L if L > 0 else T  # no real key at all: the reference attends to all T uniformly
+    return lengths
+
+
 def attention(q, k, v, mask_bias, num_heads, output_attentions=False, position_bias=None):
     # [B, T, H] x3, [B, 1, 1, T], int, [1 or B, nh, T, T] or None -> context [B, T, H], probs [B, nh, T, T] or None
+    vectors = simd.AVAILABLE and (q.shape[-1] // num_heads) % NR == 0
+    return attention_on(vectors, q, k, v, mask_bias, num_heads, output_attentions, position_bias)
+
+
+def attention_on(vectors, q, k, v, mask_bias, num_heads, output_attentions=False, position_bias=None):
+    """attention() on the kernel on explicit vectors (vectors=True: needs hs a multiple of NR; on a CPU
+    without AVX-512 only under NUMBA_DISABLE_JIT, where the vector operations are NumPy) or on the
+    plain one (False). attention() picks the vector kernel where it can run."""
     B, T, H = q.shape
+    q, k, v = (np.asarray(x, dtype=f32) for x in (q, k, v))
     nh, hs = num_heads, H // num_heads
     bias = np.ascontiguousarray(np.broadcast_to(mask_bias, (B, 1, 1, T)), dtype=f32).reshape(B, T)  # [B, T]
-    real = bias > _MASKED  # [B, T]
-    last = T - np.argmax(real[:, ::-1], axis=1)  # [B] one past the last real key
-    lengths = np.where(real.any(axis=1), last, T).astype(np.int64)  # [B]
+    lengths = _key_lengths(bias)  # [B]
     out = np.empty((B, T, H), f32)
-    probs = np.empty((B, nh, T, T) if output_attentions else (0, 0, 0, 0), f32)
+    probs = np.empty((B, nh, T, T), f32) if output_attentions else _NONE4
     # The reference divides the scores by sqrt(hs); multiplying by its float32 inverse
     # differs by at most an ulp (and not at all when hs is a power of 4, as 64 is).
     if position_bias is None:
-        pbias = np.empty((0, 0, 0, 0), f32)
+        pbias = _NONE4
     else:
         pbias = np.ascontiguousarray(position_bias, dtype=f32)  # [1 or B, nh, T, T]
         if pbias.ndim != 4 or pbias.shape[0] not in (1, B) or pbias.shape[1:] != (nh, T, T):
             raise ValueError(f"position_bias has shape {list(pbias.shape)}, expected [1 or {B}, {nh}, {T}, {T}]")
-    _attention_heads(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions,
-                     work=B * T * T * H)  # multiply-adds of one of the two products
+    kernel = _attention_heads
+    if vectors:
+        if hs % NR:
+            raise ValueError(f"the vector kernel needs a head size that is a multiple of {NR}, got {hs}")
+        q, k, v = (x if x.strides[-1] == x.itemsize else np.ascontiguousarray(x) for x in (q, k, v))
+        kernel = _attention_vectors
+    kernel(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions,
+           work=B * T * T * H)  # multiply-adds of one of the two products
     return out, (probs if output_attentions else None)

@@ -155,78 +155,76 @@ def _store2(row, n0, lo, hi):  # row[n0:n0+NR] = the two vectors
 
 
 @jit
-def _tile8(x, i, panel, y, n0):  # rows i..i+7 of x [M, K] x one panel [K * NR] -> y[i:i+8, n0:n0+NR]
+def _tile8(x, xi, xo, K, panel, y, yi, n0):  # x[xi:xi+8, xo:xo+K] @ one panel [K * NR] -> y[yi:yi+8, n0:n0+NR]
     # 16 vectors of y (8 rows x 2) stay in registers for the whole pass over K; each step loads
     # two vectors of weights and multiply-adds them with one broadcast number of each row.
-    K = x.shape[1]
-    x0, x1, x2, x3, x4, x5, x6, x7 = x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]
+    # (x's offsets let kernels.attention run the same tile on a head's columns.)
+    x0, x1, x2, x3, x4, x5, x6, x7 = x[xi], x[xi + 1], x[xi + 2], x[xi + 3], x[xi + 4], x[xi + 5], x[xi + 6], x[xi + 7]
     c00, c01, c10, c11, c20, c21, c30, c31 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     c40, c41, c50, c51, c60, c61, c70, c71 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     for k in range(K):
         b0 = vload(panel, k * NR)
         b1 = vload(panel, k * NR + V)
-        a = vbroadcast(x0[k])
+        a = vbroadcast(x0[xo + k])
         c00, c01 = vfma(a, b0, c00), vfma(a, b1, c01)
-        a = vbroadcast(x1[k])
+        a = vbroadcast(x1[xo + k])
         c10, c11 = vfma(a, b0, c10), vfma(a, b1, c11)
-        a = vbroadcast(x2[k])
+        a = vbroadcast(x2[xo + k])
         c20, c21 = vfma(a, b0, c20), vfma(a, b1, c21)
-        a = vbroadcast(x3[k])
+        a = vbroadcast(x3[xo + k])
         c30, c31 = vfma(a, b0, c30), vfma(a, b1, c31)
-        a = vbroadcast(x4[k])
+        a = vbroadcast(x4[xo + k])
         c40, c41 = vfma(a, b0, c40), vfma(a, b1, c41)
-        a = vbroadcast(x5[k])
+        a = vbroadcast(x5[xo + k])
         c50, c51 = vfma(a, b0, c50), vfma(a, b1, c51)
-        a = vbroadcast(x6[k])
+        a = vbroadcast(x6[xo + k])
         c60, c61 = vfma(a, b0, c60), vfma(a, b1, c61)
-        a = vbroadcast(x7[k])
+        a = vbroadcast(x7[xo + k])
         c70, c71 = vfma(a, b0, c70), vfma(a, b1, c71)
-    _store2(y[i], n0, c00, c01)
-    _store2(y[i + 1], n0, c10, c11)
-    _store2(y[i + 2], n0, c20, c21)
-    _store2(y[i + 3], n0, c30, c31)
-    _store2(y[i + 4], n0, c40, c41)
-    _store2(y[i + 5], n0, c50, c51)
-    _store2(y[i + 6], n0, c60, c61)
-    _store2(y[i + 7], n0, c70, c71)
+    _store2(y[yi], n0, c00, c01)
+    _store2(y[yi + 1], n0, c10, c11)
+    _store2(y[yi + 2], n0, c20, c21)
+    _store2(y[yi + 3], n0, c30, c31)
+    _store2(y[yi + 4], n0, c40, c41)
+    _store2(y[yi + 5], n0, c50, c51)
+    _store2(y[yi + 6], n0, c60, c61)
+    _store2(y[yi + 7], n0, c70, c71)
 
 
 @jit
-def _tile4(x, i, panel, y, n0):  # rows i..i+3 x one panel: the same, for 4 of the rows left over
-    K = x.shape[1]
-    x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+def _tile4(x, xi, xo, K, panel, y, yi, n0):  # 4 rows x one panel: the same, for 4 of the rows left over
+    x0, x1, x2, x3 = x[xi], x[xi + 1], x[xi + 2], x[xi + 3]
     c00, c01, c10, c11, c20, c21, c30, c31 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     for k in range(K):
         b0 = vload(panel, k * NR)
         b1 = vload(panel, k * NR + V)
-        a = vbroadcast(x0[k])
+        a = vbroadcast(x0[xo + k])
         c00, c01 = vfma(a, b0, c00), vfma(a, b1, c01)
-        a = vbroadcast(x1[k])
+        a = vbroadcast(x1[xo + k])
         c10, c11 = vfma(a, b0, c10), vfma(a, b1, c11)
-        a = vbroadcast(x2[k])
+        a = vbroadcast(x2[xo + k])
         c20, c21 = vfma(a, b0, c20), vfma(a, b1, c21)
-        a = vbroadcast(x3[k])
+        a = vbroadcast(x3[xo + k])
         c30, c31 = vfma(a, b0, c30), vfma(a, b1, c31)
-    _store2(y[i], n0, c00, c01)
-    _store2(y[i + 1], n0, c10, c11)
-    _store2(y[i + 2], n0, c20, c21)
-    _store2(y[i + 3], n0, c30, c31)
+    _store2(y[yi], n0, c00, c01)
+    _store2(y[yi + 1], n0, c10, c11)
+    _store2(y[yi + 2], n0, c20, c21)
+    _store2(y[yi + 3], n0, c30, c31)
 
 
 @jit
-def _tile1(x, i, panel, y, n0):  # row i x one panel: the last rows left over
-    K = x.shape[1]
-    xi = x[i]
+def _tile1(x, xi, xo, K, panel, y, yi, n0):  # one row x one panel: the last rows left over
+    xr = x[xi]
     c0, c1 = vzero(), vzero()
     for k in range(K):
-        a = vbroadcast(xi[k])
+        a = vbroadcast(xr[xo + k])
         c0, c1 = vfma(a, vload(panel, k * NR), c0), vfma(a, vload(panel, k * NR + V), c1)
-    _store2(y[i], n0, c0, c1)
+    _store2(y[yi], n0, c0, c1)
 
 
 @pjit
 def _linear_panels(x, panels, bias, code, parts, y):  # [M, K], [P, K * NR], [P * NR], int, int -> y [M, P * NR]
-    M = x.shape[0]
+    M, K = x.shape
     P = panels.shape[0]
     for t in prange(parts):  # one share of the panels (output columns) per thread
         p0 = P * t // parts
@@ -235,13 +233,13 @@ def _linear_panels(x, panels, bias, code, parts, y):  # [M, K], [P, K * NR], [P 
             panel = panels[p]
             i = 0
             while i + 8 <= M:
-                _tile8(x, i, panel, y, p * NR)
+                _tile8(x, i, 0, K, panel, y, i, p * NR)
                 i += 8
             if i + 4 <= M:
-                _tile4(x, i, panel, y, p * NR)
+                _tile4(x, i, 0, K, panel, y, i, p * NR)
                 i += 4
             while i < M:
-                _tile1(x, i, panel, y, p * NR)
+                _tile1(x, i, 0, K, panel, y, i, p * NR)
                 i += 1
         for i in range(M):  # the epilogue, on this thread's columns (M <= SMALL_M rows: still in cache)
             bias_act_span(y[i], bias, code, p0 * NR, p1 * NR)

@@ -1,5 +1,6 @@
 """Explicit vectors for Numba kernels: a type for 16 float32 lanes (one AVX-512 register) and
-the five operations the dense layers' register tile needs (kernels/linear.py).
+the operations that the dense layers' register tile (kernels/linear.py) and the attention
+kernel (kernels/attention.py) need.
 
 LLVM vectorises a plain loop by itself, but it decides the shape: for a GEMM it keeps sums
 along K and folds each across the lanes at the end. A BLAS-style tile instead keeps a block
@@ -13,6 +14,22 @@ registers), made and used through `numba.extending.intrinsic`:
     vstore(a, i, v)     a[i:i+16] = v
     vbroadcast(x)       16 copies of the float32 x
     vfma(a, b, c)       a * b + c lane by lane, rounded once (llvm.fma)
+
+and, for the attention kernel's softmax and its transposes:
+
+    vadd, vsub, vmul    a + b, a - b, a * b lane by lane
+    vmax(a, b)          the larger of each pair of lanes (llvm.maxnum)
+    vfloor(a)           each lane rounded down (llvm.floor)
+    vpow2(n)            2**n for lanes holding whole numbers in [-126, 127] (the exponent bits)
+    vkeep_above(a, x, t)  a where x > t, else 0, lane by lane
+    vhmax(a), vhsum(a)  the largest lane, the sum of the lanes (a float32)
+    vzip_lo(a, b)       a0 b0 a1 b1 ... a7 b7: the low halves of a and b interleaved
+    vzip_hi(a, b)       a8 b8 ... a15 b15: the high halves interleaved
+
+vload, vstore and vbroadcast_at take a flat offset from the array's first element, counted in
+numbers: the 16 numbers must lie next to each other in memory (a row of a C-contiguous array,
+or any view whose last axis has a unit stride), and a 2-D array's row r starts at
+r * (its row stride in numbers).
 
 AVAILABLE says whether the kernels built on them should run: the CPU has AVX-512 (with AVX2
 only, LLVM would split each value into two registers, and a tile of 16 values would not fit
@@ -45,17 +62,53 @@ if numba.config.DISABLE_JIT:  # plain Python twins, so that the kernels run (slo
     def vzero():
         return np.zeros(V, f32)
 
+    def _lanes(a, i):  # the V numbers at a's first element + i, as a writable view
+        return np.lib.stride_tricks.as_strided(a, shape=(i + V,), strides=(a.itemsize,))[i:]
+
     def vload(a, i):
-        return a[i:i + V].copy()
+        return _lanes(a, i).copy()
 
     def vstore(a, i, v):
-        a[i:i + V] = v
+        _lanes(a, i)[:] = v
 
     def vbroadcast(x):
         return np.full(V, x, f32)
 
     def vfma(a, b, c):
-        return (a * b + c).astype(f32)
+        return (a.astype(np.float64) * b + c).astype(f32)  # one rounding, as llvm.fma
+
+    def vadd(a, b):
+        return (a + b).astype(f32)
+
+    def vsub(a, b):
+        return (a - b).astype(f32)
+
+    def vmul(a, b):
+        return (a * b).astype(f32)
+
+    def vmax(a, b):
+        return np.fmax(a, b).astype(f32)
+
+    def vfloor(a):
+        return np.floor(a).astype(f32)
+
+    def vpow2(n):
+        return ((n.astype(np.int32) + np.int32(127)) << np.int32(23)).view(f32)
+
+    def vkeep_above(a, x, t):
+        return np.where(x > t, a, f32(0.0)).astype(f32)
+
+    def vhmax(a):
+        return f32(a.max())
+
+    def vhsum(a):
+        return f32(a.sum(dtype=f32))
+
+    def vzip_lo(a, b):
+        return np.stack([a[:V // 2], b[:V // 2]], axis=1).reshape(V)
+
+    def vzip_hi(a, b):
+        return np.stack([a[V // 2:], b[V // 2:]], axis=1).reshape(V)
 
 else:
     from llvmlite import ir
@@ -117,3 +170,82 @@ else:
             return builder.call(fma, args)
 
         return f32x16(f32x16, f32x16, f32x16), codegen
+
+    def _vector_function(builder, name, nargs):  # an LLVM intrinsic on <16 x float> values
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VT, [_VT] * nargs), name)
+
+    def _binary(instr):
+        @intrinsic
+        def op(typingctx, a, b):
+            def codegen(context, builder, sig, args):
+                return getattr(builder, instr)(*args)
+
+            return f32x16(f32x16, f32x16), codegen
+
+        return op
+
+    vadd, vsub, vmul = _binary("fadd"), _binary("fsub"), _binary("fmul")
+
+    @intrinsic
+    def vmax(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return builder.call(_vector_function(builder, "llvm.maxnum.v16f32", 2), args)
+
+        return f32x16(f32x16, f32x16), codegen
+
+    @intrinsic
+    def vfloor(typingctx, a):
+        def codegen(context, builder, sig, args):
+            return builder.call(_vector_function(builder, "llvm.floor.v16f32", 1), args)
+
+        return f32x16(f32x16), codegen
+
+    _IT = ir.VectorType(ir.IntType(32), V)
+
+    @intrinsic
+    def vpow2(typingctx, n):
+        def codegen(context, builder, sig, args):
+            bits = builder.add(builder.fptosi(args[0], _IT), ir.Constant(_IT, [127] * V))
+            return builder.bitcast(builder.shl(bits, ir.Constant(_IT, [23] * V)), _VT)
+
+        return f32x16(f32x16), codegen
+
+    @intrinsic
+    def vkeep_above(typingctx, a, x, t):
+        def codegen(context, builder, sig, args):
+            above = builder.fcmp_ordered(">", args[1], args[2])
+            return builder.select(above, args[0], ir.Constant(_VT, None))
+
+        return f32x16(f32x16, f32x16, f32x16), codegen
+
+    @intrinsic
+    def vhmax(typingctx, a):
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.FloatType(), [_VT]),
+                                                "llvm.vector.reduce.fmax.v16f32")
+            return builder.call(fn, args, fastmath=("nnan",))  # a tree of vector maxima, not 15 scalar steps
+
+        return types.float32(f32x16), codegen
+
+    @intrinsic
+    def vhsum(typingctx, a):
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.FloatType(), [ir.FloatType(), _VT]),
+                                                "llvm.vector.reduce.fadd.v16f32")
+            return builder.call(fn, [ir.Constant(ir.FloatType(), -0.0), args[0]], fastmath=("reassoc",))  # a tree
+
+        return types.float32(f32x16), codegen
+
+    def _zip(first):
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), V), [first + i // 2 + (V if i % 2 else 0) for i in range(V)])
+
+        @intrinsic
+        def op(typingctx, a, b):
+            def codegen(context, builder, sig, args):
+                return builder.shuffle_vector(args[0], args[1], mask)
+
+            return f32x16(f32x16, f32x16), codegen
+
+        return op
+
+    vzip_lo, vzip_hi = _zip(0), _zip(V // 2)

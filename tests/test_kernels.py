@@ -349,6 +349,60 @@ def test_attention_on_strided_views():
     assert_twins(K.attention(q, k, v, bias, nh)[0], R.attention(q, k, v, bias, nh)[0], what="attention on views")
 
 
+ATT = importlib.import_module("numbert.kernels.attention")
+
+# (B, T, H, nh) with head sizes 32 and 64 (multiples of the vector kernel's panel of 32): T=1,
+# fewer keys than one panel, blocks of 8 queries with 1..7 left over, keys past a panel
+VECTOR_SHAPES = [(1, 1, 32, 1), (2, 13, 64, 2), (3, 37, 128, 2), (2, 40, 96, 3)]
+
+
+@pytest.mark.parametrize("B, T, H, nh", VECTOR_SHAPES)
+def test_attention_on_vectors(B, T, H, nh):
+    # The kernel on explicit vectors (attention() runs it on CPUs with AVX-512 when hs is a
+    # multiple of 32; under NUMBA_DISABLE_JIT its vector operations are NumPy): every mask, with
+    # and without the probabilities, on the strided Q, K, V views the fused QKV GEMM hands over.
+    rng = np.random.default_rng(B * T + H)
+    y = rand(rng, B, T, 3 * H, scale=2.0)
+    q, k, v = y[..., :H], y[..., H:2 * H], y[..., 2 * H:]
+    for kind, mask in masks(rng, B, T).items():
+        bias = R.attention_mask_bias(mask)
+        ref_ctx, ref_probs = R.attention(q, k, v, bias, nh, output_attentions=True)
+        ctx, probs = ATT.attention_on(True, q, k, v, bias, nh, output_attentions=True)
+        assert_twins(ctx, ref_ctx, what=f"vector attention context ({kind} mask)")
+        assert_twins(probs, ref_probs, what=f"vector attention probs ({kind} mask)")
+        ctx_only, none = ATT.attention_on(True, q, k, v, bias, nh)
+        assert none is None
+        assert_twins(ctx_only, ref_ctx, what=f"vector attention context without probs ({kind} mask)")
+
+
+@pytest.mark.parametrize("batch_bias", [False, True])
+def test_attention_on_vectors_with_position_bias(batch_bias):
+    # MPNet's relative position bias, added to the scaled scores before the mask
+    rng = np.random.default_rng(11)
+    B, T, H, nh = 2, 21, 64, 2
+    q, k, v = (rand(rng, B, T, H) for _ in range(3))
+    pbias = rand(rng, B if batch_bias else 1, nh, T, T)
+    bias = R.attention_mask_bias(masks(rng, B, T)["holes"])
+    ref_ctx, ref_probs = R.attention(q, k, v, bias, nh, True, position_bias=pbias)
+    ctx, probs = ATT.attention_on(True, q, k, v, bias, nh, True, position_bias=pbias)
+    assert_twins(ctx, ref_ctx, what="vector attention with a position bias")
+    assert_twins(probs, ref_probs, what="vector attention probs with a position bias")
+
+
+def test_attention_picks_the_vector_kernel_where_it_can_run(monkeypatch):
+    calls = []
+    real = ATT.attention_on
+    monkeypatch.setattr(ATT, "attention_on", lambda vectors, *a, **kw: calls.append(vectors) or real(vectors, *a, **kw))
+    rng = np.random.default_rng(3)
+    bias = np.zeros((1, 1, 1, 4), f32)
+    for H, nh in ((64, 2), (24, 2)):  # hs 32: vectors where the CPU has them; hs 12: never
+        x = rand(rng, 1, 4, H)
+        K.attention(x, x, x, bias, nh)
+    assert calls == [SIMD.AVAILABLE, False]
+    with pytest.raises(ValueError, match="multiple of 32"):
+        ATT.attention_on(True, x, x, x, bias, nh)
+
+
 # ---------------------------------------------------------------- embeddings
 
 
