@@ -8,8 +8,10 @@ no padding. GFLOP/s of attention = 4 * B * nh * T * T * hs (the two products) / 
 
 Writes bench/results/attention.json and prints a markdown table. Options:
   --impl NAME=module:function   (repeatable) the implementations to compare; default: the
-                                kernel (numbert.kernels.attention) and the previous, row-at-a-time
-                                kernel (bench.attention_rowwise); numpy=numbert.layers:attention
+                                kernel (numbert.kernels.attention, on explicit vectors where the
+                                CPU has AVX-512), the plain kernel (plain_kernel below: the one
+                                for other CPUs) and the first, row-at-a-time kernel
+                                (bench.attention_rowwise); numpy=numbert.layers:attention
                                 is the NumPy reference (it builds [B, nh, T, T])
   --repeats N                   timed calls per implementation per point (median; default 5)
   --points B:T,...              default 1:128,8:128,32:128,1:512,8:512,32:512
@@ -43,8 +45,15 @@ from . import run
 f32 = np.float32
 
 MODELS = {"bert-base": (768, 12), "minilm": (384, 12)}  # H, heads
-DEFAULT_IMPLS = ["kernel=numbert.kernels.attention:attention", "rowwise=bench.attention_rowwise:attention"]
+DEFAULT_IMPLS = ["kernel=numbert.kernels.attention:attention", "plain=bench.attention:plain_kernel",
+                 "rowwise=bench.attention_rowwise:attention"]
 DEFAULT_POINTS = "1:128,8:128,32:128,1:512,8:512,32:512"
+
+
+def plain_kernel(q, k, v, mask_bias, num_heads, output_attentions=False, position_bias=None):
+    # numbert's attention on its plain kernel (what CPUs without AVX-512 run)
+    att = importlib.import_module("numbert.kernels.attention")
+    return att.attention_on(False, q, k, v, mask_bias, num_heads, output_attentions, position_bias)
 
 
 def load_impl(spec):  # "name=module:function" -> (name, callable)

@@ -50,7 +50,7 @@ import numpy as np
 from . import simd
 from .jit import jit, pjit, prange
 from .linear import NR, _tile1, _tile4, _tile8
-from .simd import V, vadd, vbroadcast, vfloor, vfma, vhmax, vhsum, vkeep_above, vload, vmax, vmul, vpow2, vstore, vsub, vzero, vzip_hi, vzip_lo
+from .simd import V, vadd, vbroadcast, vfloor, vfma, vhmax, vhsum, vkeep_above, vload, vmax, vmul, vscale2, vstore, vsub, vzero, vzip_hi, vzip_lo
 
 f32 = np.float32
 
@@ -295,9 +295,10 @@ def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_
 
 @jit
 def _vexp(x):  # 16 lanes, each <= 0 (a score minus its row's max) -> exp(x), 0 below _EXP_LO: _exp lane by lane
-    xc = vmax(x, vbroadcast(_EXP_LO))
-    n = vfloor(vfma(xc, vbroadcast(_LOG2E), vbroadcast(f32(0.5))))
-    r = vfma(n, vbroadcast(-_LN2_HI), xc)
+    # No clamp: a lane below _EXP_LO (or -inf, a padding lane) computes garbage that the last
+    # step replaces by 0; vscale2 multiplies by 2**n in one instruction.
+    n = vfloor(vfma(x, vbroadcast(_LOG2E), vbroadcast(f32(0.5))))
+    r = vfma(n, vbroadcast(-_LN2_HI), x)
     r = vfma(n, vbroadcast(-_LN2_LO), r)
     p = vbroadcast(f32(1.9875691500e-4))
     p = vfma(p, r, vbroadcast(f32(1.3981999507e-3)))
@@ -306,7 +307,7 @@ def _vexp(x):  # 16 lanes, each <= 0 (a score minus its row's max) -> exp(x), 0 
     p = vfma(p, r, vbroadcast(f32(1.6666665459e-1)))
     p = vfma(p, r, vbroadcast(f32(5.0000001201e-1)))
     p = vadd(vfma(vmul(p, r), r, r), vbroadcast(f32(1.0)))
-    return vkeep_above(vmul(p, vpow2(n)), x, vbroadcast(_EXP_LO))
+    return vkeep_above(vscale2(p, n), x, vbroadcast(_EXP_LO))
 
 
 @jit
@@ -488,6 +489,8 @@ def attention_on(vectors, q, k, v, mask_bias, num_heads, output_attentions=False
     if vectors:
         if hs % NR:
             raise ValueError(f"the vector kernel needs a head size that is a multiple of {NR}, got {hs}")
+        if not simd.RUNNABLE:
+            raise RuntimeError("the vector kernel needs a CPU with AVX-512 (or NUMBA_DISABLE_JIT=1)")
         q, k, v = (x if x.strides[-1] == x.itemsize else np.ascontiguousarray(x) for x in (q, k, v))
         kernel = _attention_vectors
     kernel(q, k, v, bias, pbias, lengths, nh, f32(1.0 / math.sqrt(hs)), out, probs, output_attentions,

@@ -20,7 +20,8 @@ and, for the attention kernel's softmax and its transposes:
     vadd, vsub, vmul    a + b, a - b, a * b lane by lane
     vmax(a, b)          the larger of each pair of lanes (llvm.maxnum)
     vfloor(a)           each lane rounded down (llvm.floor)
-    vpow2(n)            2**n for lanes holding whole numbers in [-126, 127] (the exponent bits)
+    vscale2(a, n)       a * 2**n for lanes n holding whole numbers (AVX-512's vscalefps: one
+                        instruction, right at any n: 0 or inf where the result leaves float32)
     vkeep_above(a, x, t)  a where x > t, else 0, lane by lane
     vhmax(a), vhsum(a)  the largest lane, the sum of the lanes (a float32)
     vzip_lo(a, b)       a0 b0 a1 b1 ... a7 b7: the low halves of a and b interleaved
@@ -46,7 +47,11 @@ f32 = np.float32
 V = 16  # float32 lanes of one value
 
 
-def _host_has_avx512() -> bool:
+def _compiles_for_avx512() -> bool:
+    # Numba compiles for this CPU unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES name another (a
+    # portable cache, e.g. "generic"): then only features listed there count.
+    if numba.config.CPU_NAME not in (None, "host"):
+        return "+avx512f" in (numba.config.CPU_FEATURES or "").split(",")
     try:
         import llvmlite.binding as llvm
 
@@ -55,9 +60,21 @@ def _host_has_avx512() -> bool:
         return False
 
 
-AVAILABLE = not numba.config.DISABLE_JIT and _host_has_avx512()
+AVAILABLE = not numba.config.DISABLE_JIT and _compiles_for_avx512()
+# the kernels built on them can run here at all: natively, or as NumPy under NUMBA_DISABLE_JIT
+# (compiled for a CPU without AVX-512, vscale2's instruction would stop LLVM)
+RUNNABLE = AVAILABLE or numba.config.DISABLE_JIT
 
 if numba.config.DISABLE_JIT:  # plain Python twins, so that the kernels run (slowly) without the compiler
+    import functools
+
+    def _quiet(op):  # vector lanes overflow or turn NaN silently; so do their twins
+        @functools.wraps(op)
+        def quiet(*args):
+            with np.errstate(all="ignore"):
+                return op(*args)
+
+        return quiet
 
     def vzero():
         return np.zeros(V, f32)
@@ -74,26 +91,32 @@ if numba.config.DISABLE_JIT:  # plain Python twins, so that the kernels run (slo
     def vbroadcast(x):
         return np.full(V, x, f32)
 
+    @_quiet
     def vfma(a, b, c):
         return (a.astype(np.float64) * b + c).astype(f32)  # one rounding, as llvm.fma
 
+    @_quiet
     def vadd(a, b):
         return (a + b).astype(f32)
 
+    @_quiet
     def vsub(a, b):
         return (a - b).astype(f32)
 
+    @_quiet
     def vmul(a, b):
         return (a * b).astype(f32)
 
     def vmax(a, b):
         return np.fmax(a, b).astype(f32)
 
+    @_quiet
     def vfloor(a):
         return np.floor(a).astype(f32)
 
-    def vpow2(n):
-        return ((n.astype(np.int32) + np.int32(127)) << np.int32(23)).view(f32)
+    @_quiet
+    def vscale2(a, n):
+        return np.ldexp(a, np.nan_to_num(n, nan=0, posinf=1000, neginf=-1000).astype(np.int32)).astype(f32)
 
     def vkeep_above(a, x, t):
         return np.where(x > t, a, f32(0.0)).astype(f32)
@@ -200,15 +223,15 @@ else:
 
         return f32x16(f32x16), codegen
 
-    _IT = ir.VectorType(ir.IntType(32), V)
-
     @intrinsic
-    def vpow2(typingctx, n):
+    def vscale2(typingctx, a, n):
         def codegen(context, builder, sig, args):
-            bits = builder.add(builder.fptosi(args[0], _IT), ir.Constant(_IT, [127] * V))
-            return builder.bitcast(builder.shl(bits, ir.Constant(_IT, [23] * V)), _VT)
+            i16, i32 = ir.IntType(16), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VT, [_VT, _VT, _VT, i16, i32]),
+                                                "llvm.x86.avx512.mask.scalef.ps.512")
+            return builder.call(fn, [args[0], args[1], ir.Constant(_VT, None), ir.Constant(i16, -1), ir.Constant(i32, 4)])
 
-        return f32x16(f32x16), codegen
+        return f32x16(f32x16, f32x16), codegen
 
     @intrinsic
     def vkeep_above(typingctx, a, x, t):

@@ -242,6 +242,41 @@ def test_linear_either_gemm(M):
 SIMD = importlib.import_module("numbert.kernels.simd")
 
 
+@JIT.jit
+def _vector_ops(a, b, out, lanes):  # every vector operation of kernels/simd.py on a[0:16], b[3:19]
+    x, y = SIMD.vload(a, 0), SIMD.vload(b, 3)
+    SIMD.vstore(out, 0, SIMD.vadd(x, y))
+    SIMD.vstore(out, 16, SIMD.vsub(x, y))
+    SIMD.vstore(out, 32, SIMD.vmul(x, y))
+    SIMD.vstore(out, 48, SIMD.vmax(x, y))
+    SIMD.vstore(out, 64, SIMD.vfloor(x))
+    SIMD.vstore(out, 80, SIMD.vscale2(y, SIMD.vfloor(x)))
+    SIMD.vstore(out, 96, SIMD.vkeep_above(x, y, SIMD.vzero()))
+    SIMD.vstore(out, 112, SIMD.vzip_lo(x, y))
+    SIMD.vstore(out, 128, SIMD.vzip_hi(x, y))
+    SIMD.vstore(out, 144, SIMD.vfma(x, y, SIMD.vbroadcast(lanes[0])))
+    lanes[1] = SIMD.vhmax(x)
+    lanes[2] = SIMD.vhsum(x)
+
+
+NEEDS_VECTORS = pytest.mark.skipif(not SIMD.RUNNABLE, reason="the vector kernels need AVX-512 or NUMBA_DISABLE_JIT")
+
+
+@NEEDS_VECTORS
+def test_vector_operations():
+    rng = np.random.default_rng(2)
+    a, b = rand(rng, 20, scale=40.0), rand(rng, 20, scale=5.0)
+    a[5] = -200.0  # vscale2 far below float32's range: 0
+    out, lanes = np.zeros(160, f32), np.array([0.5, 0, 0], f32)
+    _vector_ops(a, b, out, lanes)
+    x, y = a[:16].astype(np.float64), b[3:19].astype(np.float64)
+    want = np.concatenate([x + y, x - y, x * y, np.maximum(x, y), np.floor(x), y * 2.0 ** np.floor(x),
+                           np.where(y > 0, x, 0), np.stack([x[:8], y[:8]], 1).ravel(), np.stack([x[8:], y[8:]], 1).ravel(),
+                           x * y + 0.5]).astype(f32)
+    assert np.array_equal(out, want)
+    assert lanes[1] == x.max() and abs(lanes[2] - x.sum()) <= 1e-4 * np.abs(x).sum()
+
+
 @pytest.mark.parametrize("act", sorted(set(ACTIVATIONS.values())))
 @pytest.mark.parametrize("M", [1, 3, 4, 7, 8, 13, 64])
 def test_linear_packed(M, act):
@@ -356,6 +391,7 @@ ATT = importlib.import_module("numbert.kernels.attention")
 VECTOR_SHAPES = [(1, 1, 32, 1), (2, 13, 64, 2), (3, 37, 128, 2), (2, 40, 96, 3)]
 
 
+@NEEDS_VECTORS
 @pytest.mark.parametrize("B, T, H, nh", VECTOR_SHAPES)
 def test_attention_on_vectors(B, T, H, nh):
     # The kernel on explicit vectors (attention() runs it on CPUs with AVX-512 when hs is a
@@ -375,6 +411,7 @@ def test_attention_on_vectors(B, T, H, nh):
         assert_twins(ctx_only, ref_ctx, what=f"vector attention context without probs ({kind} mask)")
 
 
+@NEEDS_VECTORS
 @pytest.mark.parametrize("batch_bias", [False, True])
 def test_attention_on_vectors_with_position_bias(batch_bias):
     # MPNet's relative position bias, added to the scaled scores before the mask
@@ -401,6 +438,9 @@ def test_attention_picks_the_vector_kernel_where_it_can_run(monkeypatch):
     assert calls == [SIMD.AVAILABLE, False]
     with pytest.raises(ValueError, match="multiple of 32"):
         ATT.attention_on(True, x, x, x, bias, nh)
+    if not SIMD.RUNNABLE:
+        with pytest.raises(RuntimeError, match="AVX-512"):
+            ATT.attention_on(True, rand(rng, 1, 4, 64), rand(rng, 1, 4, 64), rand(rng, 1, 4, 64), bias, 2)
 
 
 # ---------------------------------------------------------------- embeddings
