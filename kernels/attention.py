@@ -233,6 +233,16 @@ def _masked_exp_(row, bias, pbias, scale):  # [L] scores in place -> exp(scores 
     return f32(1.0) / total
 
 
+@jit
+def _write_probs(s, inv, n, L, probs, b, h, i):  # n rows of exp(scores) [*, >= L], 1/their sums -> probs[b, h, i:i+n, :]
+    T = probs.shape[3]
+    for r in range(n):
+        for j in range(L):
+            probs[b, h, i + r, j] = s[r, j] * inv[r]
+        for j in range(L, T):  # keys past the last real one: exactly 0, as in the reference
+            probs[b, h, i + r, j] = f32(0.0)
+
+
 @pjit
 def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_probs):
     # q, k, v [B, T, H] (any strides), bias [B, T], pbias [1 or B, nh, T, T] or empty, lengths [B]
@@ -282,11 +292,7 @@ def _attention_heads(q, k, v, bias, pbias, lengths, nh, scale, out, probs, want_
                 for r in range(n):
                     _context1(s[r], inv[r], vt, out, b, i + r, o)
             if want_probs:
-                for r in range(n):
-                    for j in range(L):
-                        probs[b, h, i + r, j] = s[r, j] * inv[r]
-                    for j in range(L, T):
-                        probs[b, h, i + r, j] = f32(0.0)
+                _write_probs(s, inv, n, L, probs, b, h, i)
             i += n
 
 
@@ -436,11 +442,7 @@ def _attention_vectors(q, k, v, bias, pbias, lengths, nh, scale, out, probs, wan
                     at = (i + r) * H + o + c
                     vstore(ob, at, vmul(vload(ob, at), vbroadcast(inv[r])))
             if want_probs:
-                for r in range(n):
-                    for j in range(L):
-                        probs[b, h, i + r, j] = s[r, j] * inv[r]
-                    for j in range(L, T):
-                        probs[b, h, i + r, j] = f32(0.0)
+                _write_probs(s, inv, n, L, probs, b, h, i)
             i += n
 
 
