@@ -27,7 +27,7 @@ and, for the attention kernel's softmax and its transposes:
     vzip_lo(a, b)       a0 b0 a1 b1 ... a7 b7: the low halves of a and b interleaved
     vzip_hi(a, b)       a8 b8 ... a15 b15: the high halves interleaved
 
-vload, vstore and vbroadcast_at take a flat offset from the array's first element, counted in
+vload and vstore take a flat offset from the array's first element, counted in
 numbers: the 16 numbers must lie next to each other in memory (a row of a C-contiguous array,
 or any view whose last axis has a unit stride), and a 2-D array's row r starts at
 r * (its row stride in numbers).
@@ -186,16 +186,15 @@ else:
 
         return f32x16(types.float32), codegen
 
+    def _vector_function(builder, name, nargs):  # an LLVM intrinsic on <16 x float> values
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VT, [_VT] * nargs), name)
+
     @intrinsic
     def vfma(typingctx, a, b, c):
         def codegen(context, builder, sig, args):
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VT, [_VT] * 3), "llvm.fma.v16f32")
-            return builder.call(fma, args)
+            return builder.call(_vector_function(builder, "llvm.fma.v16f32", 3), args)
 
         return f32x16(f32x16, f32x16, f32x16), codegen
-
-    def _vector_function(builder, name, nargs):  # an LLVM intrinsic on <16 x float> values
-        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VT, [_VT] * nargs), name)
 
     def _binary(instr):
         @intrinsic
