@@ -1,7 +1,7 @@
 """The short-input GEMM on packed weights against numbert's other Numba GEMM and BLAS, same
 process, interleaved: `python -m bench.simd_gemm`.
 
-numbert.kernels.linear has two GEMMs for short inputs (M <= SMALL_M rows): `linear_packed`, an
+numbert.kernels.linear has two GEMMs for short inputs: `linear_packed` (up to PACKED_M rows), an
 8 x 32 register tile of explicit 16-lane vectors (kernels/simd.py) on the weight packed in
 32-column panels, which numbert runs on CPUs with AVX-512; and `_linear_tiles`, whose loops
 LLVM vectorises by itself (4 x 4 blocks, sums along K folded across the lanes at the end), on
@@ -49,9 +49,10 @@ def main(argv=None):
     threadpool_limits(args.threads, user_api="blas")
     rng = np.random.default_rng(0)
     print("GFLOP/s (2*M*N*K / median time):\n")
-    print("simd = linear_packed's tile, numbert = _linear_tiles, blas = NumPy's x @ W.T\n")
-    print("| model | weight [out x in] | M | simd | numbert | blas | simd / numbert | simd / blas |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("simd = linear_packed's tile (asking PREFETCH numbers ahead for the weights), simd-0 = the same tile "
+          "asking for nothing ahead, numbert = _linear_tiles, blas = NumPy's x @ W.T\n")
+    print("| model | weight [out x in] | M | simd | simd-0 | numbert | blas | simd / simd-0 | simd / numbert | simd / blas |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for model in args.models.split(","):
         for M in (int(m) for m in args.rows.split(",")):
             for N, K in SHAPES[model]:
@@ -60,12 +61,13 @@ def main(argv=None):
                 x = rng.standard_normal((M, K), dtype=f32)
                 zero = np.zeros(N, f32)
                 y = np.empty((M, N), f32)
-                calls = {"simd": lambda w, p: linear._linear_panels(x, p, zero, 0, args.threads, y),
+                calls = {"simd": lambda w, p: linear._linear_panels(x, p, zero, 0, args.threads, linear.PREFETCH, y),
+                         "simd-0": lambda w, p: linear._linear_panels(x, p, zero, 0, args.threads, 0, y),
                          "numbert": lambda w, p: linear._linear_tiles(x, w, zero, 0, args.threads, y),
                          "blas": lambda w, p: np.matmul(x, w.T, out=y)}
                 for f in calls.values():
                     f(ws[0], packed[0])
-                linear._linear_panels(x, packed[0], zero, 0, args.threads, y)
+                linear._linear_panels(x, packed[0], zero, 0, args.threads, linear.PREFETCH, y)
                 err = float(np.abs(y - x @ ws[0].T).max() / np.abs(x @ ws[0].T).max())
                 times = {k: [] for k in calls}
                 for r in range(args.repeats):
@@ -76,14 +78,15 @@ def main(argv=None):
                             calls[name](w, p)
                         times[name].append(time.perf_counter() - t)
                 rate = {k: 2 * M * N * K * len(ws) / statistics.median(v) / 1e9 for k, v in times.items()}
-                print(f"| {model} | {N}x{K} | {M} | {rate['simd']:.0f} | {rate['numbert']:.0f} | {rate['blas']:.0f} | "
-                      f"{rate['simd'] / rate['numbert']:.2f} | {rate['simd'] / rate['blas']:.2f} |"
+                print(f"| {model} | {N}x{K} | {M} | {rate['simd']:.0f} | {rate['simd-0']:.0f} | {rate['numbert']:.0f} | "
+                      f"{rate['blas']:.0f} | {rate['simd'] / rate['simd-0']:.2f} | {rate['simd'] / rate['numbert']:.2f} | "
+                      f"{rate['simd'] / rate['blas']:.2f} |"
                       + (f" relative error {err:.1e}" if err > 1e-5 else ""), flush=True)
     if not args.no_forward:
         forward_table()
 
 
-def forward_table(points=((1, 8), (1, 16), (1, 32), (2, 32), (1, 64)), repeats=11):
+def forward_table(points=((1, 8), (1, 16), (1, 32), (2, 32), (1, 64), (1, 128)), repeats=11):
     """A whole forward pass, packed tile against the plain Numba GEMM, in one process: the same
     model, the same adapter, with its short-input limit switched off and on between calls."""
     import tempfile
@@ -121,7 +124,7 @@ def forward_table(points=((1, 8), (1, 16), (1, 32), (2, 32), (1, 64)), repeats=1
                 for r in range(repeats):
                     for name in (list(runs) if r % 2 else list(runs)[::-1]):
                         ops._short_rows = runs[name]
-                        time.sleep(0.1)
+                        time.sleep(0.3)  # OpenBLAS's threads spin ~0.1 s after the plain side's BLAS calls
                         t = time.perf_counter()
                         bert_forward(ids, mask, types, model.weights, model.config, ops)
                         times[name].append(time.perf_counter() - t)

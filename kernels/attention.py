@@ -371,10 +371,10 @@ def _rows_left(x, xi, xo, n, K, panel, y, yi, n0):  # n < QV rows of x[xi:, xo:x
     # (a whole block calls _tile8 itself: through a helper like this one it ran 1.2x slower)
     r = 0
     if n >= 4:
-        _tile4(x, xi, xo, K, panel, y, yi, n0)
+        _tile4(x, xi, xo, K, panel, y, yi, n0, 0, 0)
         r = 4
     while r < n:
-        _tile1(x, xi + r, xo, K, panel, y, yi + r, n0)
+        _tile1(x, xi + r, xo, K, panel, y, yi + r, n0, 0, 0)
         r += 1
 
 
@@ -423,7 +423,7 @@ def _attention_vectors(q, k, v, bias, pbias, lengths, nh, scale, out, probs, wan
             n = min(QV, T - i)  # queries in this block
             for p in range(PK):  # scores: Q[i:i+n] (this head's columns) @ one panel of keys
                 if n == QV:
-                    _tile8(qb, i, o, hs, kp[p], s, 0, p * NR)
+                    _tile8(qb, i, o, hs, kp[p], s, 0, p * NR, 0, 0)
                 else:
                     _rows_left(qb, i, o, n, hs, kp[p], s, 0, p * NR)
             if has_pbias:
@@ -434,7 +434,7 @@ def _attention_vectors(q, k, v, bias, pbias, lengths, nh, scale, out, probs, wan
             _masked_exp_rows_(s, n, bias_b, pb, scale, inv)
             for p in range(PV):  # context: exp(scores)[:n, :L] @ one panel of values -> out, then / sums
                 if n == QV:
-                    _tile8(s, 0, 0, L, vp[p], ob, i, o + p * NR)
+                    _tile8(s, 0, 0, L, vp[p], ob, i, o + p * NR, 0, 0)
                 else:
                     _rows_left(s, 0, 0, n, L, vp[p], ob, i, o + p * NR)
             for r in range(n):

@@ -3,21 +3,27 @@
 x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Linear's
 [out, in]). Three GEMMs, chosen by M and the CPU:
 
-- M <= SMALL_M rows (a short input: one sentence of up to 64 tokens) on a CPU with AVX-512,
+- M <= PACKED_M rows (a short input: one sentence of up to 128 tokens) on a CPU with AVX-512,
   N a multiple of NR = 32 (the encoder's dense layers at the BERT family's usual sizes; not
   a classifier of a few labels): linear_packed, a register tile on the weight packed once in
   panels of 32 output columns (pack; numbert.backend packs each weight at its first short
   input and keeps it). An 8 x 32 block of y stays in 16 vector registers (kernels/simd.py)
   for the whole pass over K: each step loads 32 weights (two vectors, one contiguous stream
   per panel), broadcasts one number of each of the 8 rows of x, and does 16 vector multiply-
-  adds; rows left over go 4, then 1 at a time. Measured (2-core Intel Xeon, Emerald Rapids,
-  2 threads; `python -m bench.simd_gemm`, weights from memory): 1.07-2.37x the rate of the
-  Numba GEMM below, 0.67-1.26x OpenBLAS's; a forward pass takes 0.69-0.86x the time at 32-64
-  tokens (BERT-base, MiniLM) and about the same at 8-16 (0.88-1.13x), where reading the
-  weights from memory sets the pace. The price: a second copy of each dense weight (+42 MiB
+  adds; rows left over go 4, then 1 at a time. Each pass over a panel also asks the memory
+  for a share of the next panel (kernels.simd.vprefetch; PREFETCH): at a few rows, reading the
+  weights from memory sets the pace, and the CPU's own prefetcher kept that stream at about
+  two thirds of the rate a plain sum over the same bytes reaches (BERT-base 16 x 768 GEMMs,
+  2 threads: 11.5 GB/s, with the requests 15.7-16.7; a sum: 15.7). Measured (2-core Intel
+  Xeon, Emerald Rapids, 2 threads; `python -m bench.simd_gemm`, weights from memory): the
+  requests 1.07-1.71x the rate without them on BERT-base's shapes; the tile 1.01-1.74x
+  OpenBLAS's there from 16 to 128 rows, 0.79-1.36x on MiniLM's (whose weights stay in cache);
+  BERT-base forward passes 1x8-1x64 1.08-1.55x faster with the requests, 1x128 and 2x64
+  0.91x the time of BLAS (MiniLM 1.03-1.05x: its 42 MiB of weights stay in cache, where
+  OpenBLAS's kernel is a little ahead). The price: a second copy of each dense weight (+42 MiB
   for MiniLM, +279 MiB for BERT-base), made at the first short input.
-- M <= SMALL_M otherwise: a Numba GEMM that reads W in place. Each thread takes its own
-  share of W's rows (output columns), and walks them in blocks of 4 rows of x x 4 rows of W:
+- M <= SMALL_M otherwise (no AVX-512): a Numba GEMM that reads W in place. Each thread takes
+  its own share of W's rows (output columns), and walks them in blocks of 4 rows of x x 4 rows of W:
   16 running sums over K, which LLVM vectorises over K (16 lanes per AVX-512 register) and
   keeps in registers for the whole pass (each step loads 4 + 4 vectors and does 16 multiply-
   adds; nothing is stored until the block is done, then each sum is folded once). W is read
@@ -58,11 +64,12 @@ import numpy as np
 
 from .gelu import ACT_CODES, bias_act_, bias_act_span
 from .jit import jit, launch_threads, pjit, prange
-from .simd import V, vbroadcast, vfma, vload, vstore, vzero
+from .simd import V, vbroadcast, vfma, vload, vprefetch, vstore, vzero
 
 f32 = np.float32
 
-SMALL_M = 64  # up to this many rows, the Numba GEMM below; above, BLAS (see the docstring)
+PACKED_M = 128  # up to this many rows, the tile on packed weights (CPUs with AVX-512; numbert.backend)
+SMALL_M = 64  # up to this many rows, the Numba GEMM on W in place (other CPUs); above, BLAS (see the docstring)
 BLAS_PARTS_M = 256  # from this many rows, BLAS single-threaded in parts on numbert's threads
 MT = 128  # rows of x per tile of the Numba GEMM: 128 x K floats stay in L2 (384 KiB at K = 768)
 
@@ -136,6 +143,13 @@ def _linear_tiles(x, w, bias, code, parts, y):  # [M, K], [N, K], [N], int, int 
 
 NR = 2 * V  # output columns per panel of a packed weight: two 16-lane vectors
 
+# Asking ahead for the weights (kernels.simd.vprefetch; see the module docstring). With one pass
+# over each panel (up to 7 rows), the pass asks PREFETCH numbers (64 steps of K, 8 KiB) ahead of
+# itself; with R passes, pass r asks for the r-th of R shares of the next panel, so that the
+# stream from memory goes on while the later passes read the panel from cache. 0: no requests.
+# (prefetcht0 and prefetcht1 measured the same.)
+PREFETCH = 64 * NR
+
 
 def pack(weight):  # [N, K] -> [N / NR, K * NR]
     """The weight as panels of NR output columns, each panel [K, NR] row-major: the tile below
@@ -155,14 +169,23 @@ def _store2(row, n0, lo, hi):  # row[n0:n0+NR] = the two vectors
 
 
 @jit
-def _tile8(x, xi, xo, K, panel, y, yi, n0):  # x[xi:xi+8, xo:xo+K] @ one panel [K * NR] -> y[yi:yi+8, n0:n0+NR]
+def _ahead(panel, k, ahead, pace):  # at step k, ask for the numbers at ahead + k * pace (and pace / 2 on); 0: none
+    if ahead:
+        vprefetch(panel, ahead + k * pace)
+        vprefetch(panel, ahead + k * pace + pace // 2)
+
+
+@jit
+def _tile8(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # x[xi:xi+8, xo:xo+K] @ one panel [K * NR] -> y[yi:yi+8, n0:n0+NR]
     # 16 vectors of y (8 rows x 2) stay in registers for the whole pass over K; each step loads
     # two vectors of weights and multiply-adds them with one broadcast number of each row.
-    # (x's offsets let kernels.attention run the same tile on a head's columns.)
+    # (x's offsets let kernels.attention run the same tile on a head's columns.) `ahead`: see
+    # PREFETCH.
     x0, x1, x2, x3, x4, x5, x6, x7 = x[xi], x[xi + 1], x[xi + 2], x[xi + 3], x[xi + 4], x[xi + 5], x[xi + 6], x[xi + 7]
     c00, c01, c10, c11, c20, c21, c30, c31 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     c40, c41, c50, c51, c60, c61, c70, c71 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     for k in range(K):
+        _ahead(panel, k, ahead, pace)
         b0 = vload(panel, k * NR)
         b1 = vload(panel, k * NR + V)
         a = vbroadcast(x0[xo + k])
@@ -192,10 +215,11 @@ def _tile8(x, xi, xo, K, panel, y, yi, n0):  # x[xi:xi+8, xo:xo+K] @ one panel [
 
 
 @jit
-def _tile4(x, xi, xo, K, panel, y, yi, n0):  # 4 rows x one panel: the same, for 4 of the rows left over
+def _tile4(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # 4 rows x one panel: the same, for 4 of the rows left over
     x0, x1, x2, x3 = x[xi], x[xi + 1], x[xi + 2], x[xi + 3]
     c00, c01, c10, c11, c20, c21, c30, c31 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
     for k in range(K):
+        _ahead(panel, k, ahead, pace)
         b0 = vload(panel, k * NR)
         b1 = vload(panel, k * NR + V)
         a = vbroadcast(x0[xo + k])
@@ -213,47 +237,54 @@ def _tile4(x, xi, xo, K, panel, y, yi, n0):  # 4 rows x one panel: the same, for
 
 
 @jit
-def _tile1(x, xi, xo, K, panel, y, yi, n0):  # one row x one panel: the last rows left over
+def _tile1(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # one row x one panel: the last rows left over
     xr = x[xi]
     c0, c1 = vzero(), vzero()
     for k in range(K):
+        _ahead(panel, k, ahead, pace)
         a = vbroadcast(xr[xo + k])
         c0, c1 = vfma(a, vload(panel, k * NR), c0), vfma(a, vload(panel, k * NR + V), c1)
     _store2(y[yi], n0, c0, c1)
 
 
 @pjit
-def _linear_panels(x, panels, bias, code, parts, y):  # [M, K], [P, K * NR], [P * NR], int, int -> y [M, P * NR]
+def _linear_panels(x, panels, bias, code, parts, ahead, y):  # [M, K], [P, K * NR], [P * NR], int, int, int -> y [M, P * NR]
     M, K = x.shape
     P = panels.shape[0]
+    passes = M // 8 + (M % 8) // 4 + M % 4  # tiles per panel
+    pace = max(1, NR // passes)
     for t in prange(parts):  # one share of the panels (output columns) per thread
         p0 = P * t // parts
         p1 = P * (t + 1) // parts
         for p in range(p0, p1):
             panel = panels[p]
             i = 0
-            while i + 8 <= M:
-                _tile8(x, i, 0, K, panel, y, i, p * NR)
-                i += 8
-            if i + 4 <= M:
-                _tile4(x, i, 0, K, panel, y, i, p * NR)
-                i += 4
+            r = 0
             while i < M:
-                _tile1(x, i, 0, K, panel, y, i, p * NR)
-                i += 1
-        for i in range(M):  # the epilogue, on this thread's columns (M <= SMALL_M rows: still in cache)
+                at = ((K * NR if passes > 1 else ahead) + r * K * pace) if ahead else 0
+                if i + 8 <= M:
+                    _tile8(x, i, 0, K, panel, y, i, p * NR, at, pace)
+                    i += 8
+                elif i + 4 <= M:
+                    _tile4(x, i, 0, K, panel, y, i, p * NR, at, pace)
+                    i += 4
+                else:
+                    _tile1(x, i, 0, K, panel, y, i, p * NR, at, pace)
+                    i += 1
+                r += 1
+        for i in range(M):  # the epilogue, on this thread's columns (M <= PACKED_M rows: still in cache)
             bias_act_span(y[i], bias, code, p0 * NR, p1 * NR)
 
 
 def linear_packed(x, panels, bias, act="identity"):  # [..., K], [N / NR, K * NR] (pack), [N], name -> [..., N]
     """act(x @ W^T + b) with W given as pack(W): the dense layers of a short input (numbert.backend
-    calls it up to SMALL_M rows, on CPUs with AVX-512)."""
+    calls it up to PACKED_M rows, on CPUs with AVX-512)."""
     *lead, K = x.shape
     x2 = np.ascontiguousarray(x, dtype=f32).reshape(-1, K)  # [M, K]
     N = panels.shape[0] * NR
     y = np.empty((x2.shape[0], N), dtype=f32)  # [M, N]
-    _linear_panels(x2, panels, np.ascontiguousarray(bias, dtype=f32), ACT_CODES[act], launch_threads(), y,
-                   work=x2.shape[0] * N * K)
+    _linear_panels(x2, panels, np.ascontiguousarray(bias, dtype=f32), ACT_CODES[act], launch_threads(), PREFETCH,
+                   y, work=x2.shape[0] * N * K)
     return y.reshape(*lead, N)
 
 

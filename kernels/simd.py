@@ -14,6 +14,8 @@ registers), made and used through `numba.extending.intrinsic`:
     vstore(a, i, v)     a[i:i+16] = v
     vbroadcast(x)       16 copies of the float32 x
     vfma(a, b, c)       a * b + c lane by lane, rounded once (llvm.fma)
+    vprefetch(a, i)     a hint to start bringing the cache line of a's number i into cache
+                        (llvm.prefetch: no effect on any result, no fault past the array's end)
 
 and, for the attention kernel's softmax and its transposes:
 
@@ -90,6 +92,9 @@ if numba.config.DISABLE_JIT:  # plain Python twins, so that the kernels run (slo
 
     def vbroadcast(x):
         return np.full(V, x, f32)
+
+    def vprefetch(a, i):  # a hint to the cache: nothing to do in NumPy
+        return None
 
     @_quiet
     def vfma(a, b, c):
@@ -185,6 +190,21 @@ else:
                                           ir.Constant(ir.VectorType(ir.IntType(32), V), [0] * V))
 
         return f32x16(types.float32), codegen
+
+    @intrinsic
+    def vprefetch(typingctx, arr, idx):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            byte_ptr = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]),
+                                                "llvm.prefetch.p0i8")
+            # read (0), keep in all cache levels (3: prefetcht0), data (1)
+            builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), byte_ptr),
+                              ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(arr, idx), codegen
 
     def _vector_function(builder, name, nargs):  # an LLVM intrinsic on <16 x float> values
         return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VT, [_VT] * nargs), name)

@@ -83,14 +83,14 @@ class NumbaOps:
         # id(query) -> (query, key, value, stacked Linear [3H, H]); the nodes are kept so that
         # an id is never reused while the entry lives
         self._stacked = {id(q): (q, k, v, _stack(q, k, v)) for q, k, v in _qkv_triples(weights)}
-        # Short inputs (up to SMALL_M rows) on a CPU with AVX-512: the dense layers run a
+        # Short inputs (up to PACKED_M rows) on a CPU with AVX-512: the dense layers run a
         # register tile on the weight packed in panels (kernels.linear.pack), made at the
         # weight's first short input and kept: id(weight) -> (weight, panels). A second copy of
-        # each dense weight, in exchange for 1.07-2.37x the short-input GEMM's rate
-        # (bench/results/simd_gemm.md).
+        # each dense weight, in exchange for 1.07-2.37x the rate of the Numba GEMM on W and up to
+        # 1.74x OpenBLAS's (bench/results/simd_gemm.md).
         self._gemm = gemm
         self._packed = {}
-        self._short_rows = gemm.SMALL_M if simd.AVAILABLE else 0
+        self._short_rows = gemm.PACKED_M if simd.AVAILABLE else 0
 
     def _panels(self, x, weight):  # the packed weight when this product runs on it, else None
         if x.size > self._short_rows * x.shape[-1] or weight.shape[0] % self._gemm.NR:

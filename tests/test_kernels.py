@@ -278,9 +278,9 @@ def test_vector_operations():
 
 
 @pytest.mark.parametrize("act", sorted(set(ACTIVATIONS.values())))
-@pytest.mark.parametrize("M", [1, 3, 4, 7, 8, 13, 64])
+@pytest.mark.parametrize("M", [1, 3, 4, 7, 8, 13, 64, LINEAR.PACKED_M])
 def test_linear_packed(M, act):
-    # The register-tile GEMM on a packed weight (numbert runs it up to SMALL_M rows on CPUs with
+    # The register-tile GEMM on a packed weight (numbert runs it up to PACKED_M rows on CPUs with
     # AVX-512): tiles of 8 and 4 rows, single rows left over, two panels split between the
     # threads, the epilogue; under NUMBA_DISABLE_JIT the vector operations are plain NumPy.
     rng = np.random.default_rng(M)
@@ -289,6 +289,22 @@ def test_linear_packed(M, act):
     assert panels.shape == (2, 24 * LINEAR.NR)
     assert_twins(LINEAR.linear_packed(x, panels, b, act), R.linear_act(x, w, b, act), what=f"linear_packed {M} rows {act}")
     assert_twins(LINEAR.linear_packed(x[None], panels, b), R.linear(x[None], w, b), what="linear_packed [1, M, K]")
+
+
+@pytest.mark.parametrize("M", [1, 5, 16, 40])
+def test_linear_packed_asks_ahead_without_changing_a_bit(M):
+    # The requests for the next weights (PREFETCH: past the panel, past the whole array at the
+    # last one) are hints to the cache: the same numbers with and without them, in one or
+    # several passes over each panel, on one thread or two.
+    rng = np.random.default_rng(M)
+    x, w, b = rand(rng, M, 40), rand(rng, 96, 40), rand(rng, 96)
+    panels = LINEAR.pack(w)
+    for parts in (1, 2):
+        plain, asking = np.empty((M, 96), f32), np.empty((M, 96), f32)
+        LINEAR._linear_panels(x, panels, b, 0, parts, 0, plain)
+        LINEAR._linear_panels(x, panels, b, 0, parts, LINEAR.PREFETCH, asking)
+        assert np.array_equal(plain, asking), (M, parts)
+        assert_twins(asking, R.linear(x, w, b), what=f"{M} rows on {parts} threads, asking ahead")
 
 
 def test_pack_refuses_a_width_off_the_panel():
@@ -300,9 +316,9 @@ def test_numba_ops_packs_a_weight_at_its_first_short_input():
     rng = np.random.default_rng(5)
     lin = Linear(rand(rng, 64, 24), rand(rng, 64))
     ops = NumbaOps(SelfAttention(query=lin, key=lin, value=lin))
-    short, long = rand(rng, 1, 5, 24), rand(rng, 1, LINEAR.SMALL_M + 1, 24)
+    short, long = rand(rng, 1, 5, 24), rand(rng, 1, LINEAR.PACKED_M + 1, 24)
     assert_twins(ops.linear(long, lin.weight, lin.bias), R.linear(long, lin.weight, lin.bias), what="long input")
-    assert not ops._packed  # more than SMALL_M rows: BLAS on the weight as it is
+    assert not ops._packed  # more than PACKED_M rows: BLAS on the weight as it is
     for _ in range(2):
         assert_twins(ops.linear_act(short, lin.weight, lin.bias, "gelu"), R.linear_act(short, lin.weight, lin.bias, "gelu"),
                      what="short input")
