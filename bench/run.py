@@ -330,12 +330,16 @@ def section_grid(args, folders, minilm, tmp, log) -> dict:
 
 
 def section_threadlayer(args, folders, minilm, log) -> dict:
-    """numbert's speed with torch in the process (bench/threadlayer.py, numbert's own threading layer)."""
+    """numbert's speed with torch in the process (bench/threadlayer.py): numbert's own threading
+    layer, and workqueue, its fallback, where that is not the one it chose (tbb installed)."""
+    from numbert.kernels import jit
+
     from . import threadlayer
 
     models = {"bert-base": {"path": str(folders["bert-base"]), "shapes": [[1, 128]]},
               "minilm": {"path": str(minilm), "shapes": [[1, 128]] if args.quick else [[1, 128], [8, 128]]}}
-    return threadlayer.measure(models, layers=("default",), rounds=1 if args.quick else 3,
+    layers = ("default",) if jit.THREADING_LAYER == "workqueue" else ("default", "workqueue")
+    return threadlayer.measure(models, layers=layers, rounds=1 if args.quick else 3,
                                reps=3 if args.quick else 7, threads=args.threads, log=log)
 
 

@@ -9,6 +9,7 @@ a subprocess with a timeout, so that a failure fails one test and never the whol
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -37,8 +38,9 @@ def run_python(code, tmp_path, *args, env=None, timeout=TIMEOUT):
     """Run `code` as a script file in a fresh interpreter; its last stdout line parsed as JSON."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    env.pop("NUMBA_THREADING_LAYER", None)  # numbert's own choice is under test, not the caller's
+    base = dict(os.environ)
+    base.pop("NUMBA_THREADING_LAYER", None)  # numbert's own choice is under test, not the caller's
+    env = {**base, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     try:
         out = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
                              env=env, timeout=timeout, cwd=tmp_path)
@@ -63,7 +65,40 @@ def test_threading_layer_whatever_came_first(ckpt, tmp_path, prelude, threads):
         m(**m.tokenize(["I love cats!"]))
         print(json.dumps(numba.threading_layer()))
     """, tmp_path, ckpt)
-    assert got == jit.THREADING_LAYER == "workqueue"
+    assert got == jit.THREADING_LAYER == expected_layer()
+
+
+def expected_layer():
+    # tbb where the TBB library that Numba accepts loads (what Numba checks: its interface
+    # version), else workqueue: asked here of the library directly, not of numbert
+    try:
+        lib = ctypes.CDLL("libtbb.so.12")
+        lib.TBB_runtime_interface_version.restype = ctypes.c_int
+        return "tbb" if lib.TBB_runtime_interface_version() >= 12060 else "workqueue"
+    except OSError:
+        return "workqueue"
+
+
+def test_threading_layer_without_tbb_is_workqueue(ckpt, tmp_path):
+    # TBB missing (its Numba extension cannot import): numbert runs on workqueue, which needs nothing
+    got = run_python("""
+        import json, sys
+        sys.modules["numba.np.ufunc.tbbpool"] = None  # `from numba.np.ufunc import tbbpool` fails
+        import numba, numbert
+        from numbert.kernels import jit
+        m = numbert.load(sys.argv[1], threads=2)
+        m(**m.tokenize(["I love cats!"] * 4))
+        print(json.dumps([jit.THREADING_LAYER, numba.threading_layer()]))
+    """, tmp_path, ckpt)
+    assert got == ["workqueue", "workqueue"]
+
+
+# numbert's own choice (tbb where installed, as in the test extra) and workqueue, its fallback
+LAYERS = pytest.mark.parametrize("layer", [None, "workqueue"], ids=["numbert's layer", "workqueue"])
+
+
+def layer_env(layer):
+    return {"NUMBA_THREADING_LAYER": layer} if layer else None
 
 
 def test_threading_layer_in_this_process(ckpt):
@@ -86,12 +121,14 @@ def test_explicit_user_choice_is_kept(ckpt, tmp_path):
     assert got == "omp"
 
 
-def test_many_threads_share_one_model(ckpt, tmp_path, minilm_path):
+@LAYERS
+def test_many_threads_share_one_model(ckpt, tmp_path, minilm_path, layer):
     # >= 100 concurrent forward calls from 8 threads, on pre-tokenized batches of different
     # shapes, equal to a serial run. workqueue aborts the process on two concurrent launches,
     # so this also proves the launch lock (run in a subprocess: an abort fails only this test).
     got = run_python("""
         import json, sys, threading
+        import numba
         import numpy as np
         import numbert
         texts = json.loads(sys.argv[2])
@@ -114,8 +151,10 @@ def test_many_threads_share_one_model(ckpt, tmp_path, minilm_path):
             [t.start() for t in ts]
             [t.join() for t in ts]
             results[name] = {"calls": len(calls), "bad": bad}
+        results["layer"] = numba.threading_layer()
         print(json.dumps(results))
-    """, tmp_path, ckpt, json.dumps(TEXTS), minilm_path)
+    """, tmp_path, ckpt, json.dumps(TEXTS), minilm_path, env=layer_env(layer))
+    assert got.pop("layer") == (layer or expected_layer())
     for name, r in got.items():
         assert r["calls"] == 104, name
         assert r["bad"] == [], f"{name}: {len(r['bad'])} of 104 concurrent calls differ from the serial run"
@@ -146,6 +185,7 @@ def test_thread_count_holds_in_every_thread(ckpt, tmp_path):
 
 FORK_POOL = """
     import json, multiprocessing as mp, sys, threading
+    import numba
     import numpy as np
     import numbert
     from numbert.kernels import jit
@@ -174,13 +214,16 @@ FORK_POOL = """
         with mp.get_context(method).Pool(2) as pool:
             children = pool.map(logits, range(len(batches)) , chunksize=1)
         release.set()
-        print(json.dumps({"same": children == parent, "classify": numbert.classify("hi", model)["label"]}))
+        print(json.dumps({"same": children == parent, "classify": numbert.classify("hi", model)["label"],
+                          "layer": numba.threading_layer()}))
 """
 
 
+@LAYERS
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_process_pool_after_a_kernel_ran(ckpt, tmp_path, method):
-    got = run_python(FORK_POOL, tmp_path, ckpt, json.dumps(TEXTS), method)
+def test_process_pool_after_a_kernel_ran(ckpt, tmp_path, method, layer):
+    got = run_python(FORK_POOL, tmp_path, ckpt, json.dumps(TEXTS), method, env=layer_env(layer))
+    assert got["layer"] == (layer or expected_layer())
     assert got["same"], f"{method} pool results differ from the parent's"
     assert got["classify"]
 
