@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import run
 
 f32 = np.float32
 
@@ -49,6 +48,14 @@ DEFAULT_IMPLS = ["kernel=numbert.kernels.attention:attention", "plain=bench.atte
                  "rowwise=bench.attention_rowwise:attention"]
 DEFAULT_POINTS = "1:128,8:128,32:128,1:512,8:512,32:512"
 WARM_CALLS = 7  # calls back to back per implementation and point, after the paused ones
+# The pause before each timed call (the grid's is bench.run.PAUSE_S = 0.25 s). Each rotation here
+# has an sgemm on OpenBLAS's own threads, whose workers spin for a while after it. In one test
+# (numbert on tbb, 2-core Xeon) attention at BERT-base 1x512 ran 7 back-to-back calls at 108-124
+# GFLOP/s after a 0.25 s pause, at 215-223 after 1 s, and at 220-229 after 0.25 s with
+# OPENBLAS_NUM_THREADS=1: on one core, then on two. The whole section with 1 s pauses (2026-12-08
+# 02:20 UTC) still had points at about half rate, and its sgemm ranged 95-310 GFLOP/s: on that
+# machine other guests took cores too, which no pause can help.
+PAUSE_S = 1.0
 
 
 def plain_kernel(q, k, v, mask_bias, num_heads, output_attentions=False, position_bias=None):
@@ -77,7 +84,7 @@ def environment() -> dict:
             "load_before": os.getloadavg()}
 
 
-def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter, warm_calls=WARM_CALLS):
+def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter, warm_calls=WARM_CALLS, pause=PAUSE_S):
     # -> ({name: [seconds]}, {name: [seconds]}) for each implementation and "sgemm": calls after
     # a pause, then calls back to back
     rng = np.random.default_rng(0)
@@ -96,7 +103,7 @@ def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter, warm_calls
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
             # a pause first, as in the grid (bench/run.py): OpenBLAS's workers, still spinning
             # after the sgemm, would otherwise take the cores of the kernel timed next
-            time.sleep(run.PAUSE_S)
+            time.sleep(pause)
             t = clock()
             calls[name]()
             times[name].append(clock() - t)
@@ -108,7 +115,7 @@ def bench_point(impls, H, nh, B, T, repeats, clock=time.perf_counter, warm_calls
     # workers are still spinning, which helps it as it helps nothing else.)
     warm = {name: [] for name in calls}
     for name in names:
-        time.sleep(run.PAUSE_S)
+        time.sleep(pause)
         calls[name]()
         for _ in range(warm_calls):
             t = clock()
@@ -167,7 +174,7 @@ def main(argv=None):
             print(model, B, T, " ".join(f"{n} {g:.0f}" for n, g in row["gflops"].items()), "GFLOP/s", flush=True)
     env["load_after"] = os.getloadavg()
     result = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.time() - started,
-              "repeats": args.repeats, "threads": args.threads, "clock": args.clock, "impls": [s for s in (args.impl or DEFAULT_IMPLS)], "env": env, "rows": rows}
+              "repeats": args.repeats, "pause_s": PAUSE_S, "threads": args.threads, "clock": args.clock, "impls": [s for s in (args.impl or DEFAULT_IMPLS)], "env": env, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     md = markdown(result)
@@ -188,7 +195,7 @@ def markdown(result) -> str:
         f"Q, K, V: strided column slices of one [B, T, 3H] array; no padding. Attention GFLOP/s = "
         f"4*B*nh*T*T*hs / time; sgemm = the point's intermediate dense layer, [B*T, H] @ [H, 4H] (x @ W.T). "
         f"Implementations and sgemm interleaved in rotating order, {result['repeats']} timed calls each, "
-        f"timed by {clock}.", "",
+        f"each after a {result.get('pause_s', 0.25):g} s pause, timed by {clock}.", "",
         "Medians:", "", table(result), "",
         "Best calls (other processes only ever add time, so on a shared machine the best call is the closer "
         "estimate of an idle machine):", "", table(result, "gflops_best"), ""] + ([

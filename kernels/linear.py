@@ -15,16 +15,17 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
   weights from memory sets the pace, and the CPU's own prefetcher kept that stream at about
   two thirds of the rate a plain sum over the same bytes reaches (BERT-base 16 x 768 GEMMs,
   2 threads: 11.5 GB/s, with the requests 15.7-16.7; a sum: 15.7). Measured (2-core Intel
-  Xeon, Emerald Rapids, 2 threads; `python -m bench.simd_gemm`, weights from memory): the
-  requests 1.07-1.71x the rate without them on BERT-base's shapes; the tile 1.01-1.74x
-  OpenBLAS's there from 16 to 128 rows, 0.79-1.36x on MiniLM's (whose weights stay in cache);
-  BERT-base forward passes 1x8-1x64 1.08-1.55x faster with the requests, 1x128 and 2x64
-  0.91x the time of BLAS (MiniLM 1.03-1.05x: its 42 MiB of weights stay in cache, where
-  OpenBLAS's kernel is a little ahead). The price: a second copy of each dense weight (+42 MiB
-  for MiniLM, +279 MiB for BERT-base), made at the first short input.
+  Xeon, Emerald Rapids, 2 threads, Numba's tbb layer; `python -m bench.simd_gemm`, weights from
+  memory, bench/results/simd_gemm.md): the requests 1.08-2.01x the rate without them on
+  BERT-base's shapes (one point 0.82x); the tile 1.23-2.27x OpenBLAS's there from 16 to 128
+  rows, 0.80-1.56x on MiniLM's (whose 42 MiB of weights stay in cache, where OpenBLAS's kernel
+  is as good); a forward pass 0.53-0.77x the time of the plain path at BERT-base 1x8-1x128,
+  0.61-0.71x at MiniLM 1x8-1x64 and 1.04x at MiniLM 1x128 (BLAS there). The price: a second
+  copy of each dense weight (+42 MiB for MiniLM, +279 MiB for BERT-base), made at the first
+  short input.
 - M <= SMALL_M otherwise (no AVX-512): a Numba GEMM that reads W in place. Each thread takes
-  its own share of W's rows (output columns), and walks them in blocks of 4 rows of x x 4 rows of W:
-  16 running sums over K, which LLVM vectorises over K (16 lanes per AVX-512 register) and
+  its own share of W's rows (output columns), and walks them in blocks of 4 rows of x x 4 rows
+  of W: 16 running sums over K, which LLVM vectorises over K (16 lanes per AVX-512 register) and
   keeps in registers for the whole pass (each step loads 4 + 4 vectors and does 16 multiply-
   adds; nothing is stored until the block is done, then each sum is folded once). W is read
   once, front to back; x (a few rows) stays in L2. Then bias + activation

@@ -86,8 +86,8 @@ class NumbaOps:
         # Short inputs (up to PACKED_M rows) on a CPU with AVX-512: the dense layers run a
         # register tile on the weight packed in panels (kernels.linear.pack), made at the
         # weight's first short input and kept: id(weight) -> (weight, panels). A second copy of
-        # each dense weight, in exchange for 1.07-2.37x the rate of the Numba GEMM on W and up to
-        # 1.74x OpenBLAS's (bench/results/simd_gemm.md).
+        # each dense weight, in exchange for 1.59-3.75x the rate of the Numba GEMM on W and up to
+        # 2.27x OpenBLAS's (bench/results/simd_gemm.md).
         self._gemm = gemm
         self._packed = {}
         self._short_rows = gemm.PACKED_M if simd.AVAILABLE else 0
