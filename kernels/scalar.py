@@ -44,22 +44,23 @@ def exp_f32(x):  # float32 -> float32
 
 # The float32 erf of Eigen / XLA (numbert.layers.erf evaluates the same rational function in
 # float64): erf(x) = x * P(x^2) / Q(x^2) on [-4, 4], +-1 beyond.
+ERF_P = tuple(f32(c) for c in (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                                -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                -1.60960333262415e-02))  # P, highest power first
+ERF_Q = tuple(f32(c) for c in (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                -7.37332916720468e-03, -1.42647390514189e-02))  # Q, highest power first
+
+
 @jit
 def erf_f32(x):  # float32 -> float32
     x = min(max(x, f32(-4.0)), f32(4.0))
     x2 = x * x
-    p = f32(-2.72614225801306e-10)
-    p = p * x2 + f32(2.77068142495902e-08)
-    p = p * x2 + f32(-2.10102402082508e-06)
-    p = p * x2 + f32(-5.69250639462346e-05)
-    p = p * x2 + f32(-7.34990630326855e-04)
-    p = p * x2 + f32(-2.95459980854025e-03)
-    p = p * x2 + f32(-1.60960333262415e-02)
-    q = f32(-1.45660718464996e-05)
-    q = q * x2 + f32(-2.13374055278905e-04)
-    q = q * x2 + f32(-1.68282697438203e-03)
-    q = q * x2 + f32(-7.37332916720468e-03)
-    q = q * x2 + f32(-1.42647390514189e-02)
+    p = ERF_P[0]
+    for c in ERF_P[1:]:
+        p = p * x2 + c
+    q = ERF_Q[0]
+    for c in ERF_Q[1:]:
+        q = q * x2 + c
     return f32(x * p / q)
 
 

@@ -20,7 +20,9 @@ registers), made and used through `numba.extending.intrinsic`:
 and, for the attention kernel's softmax and its transposes:
 
     vadd, vsub, vmul    a + b, a - b, a * b lane by lane
+    vdiv(a, b)          a / b lane by lane (the dense layers' GELU epilogue, kernels/gelu.py)
     vmax(a, b)          the larger of each pair of lanes (llvm.maxnum)
+    vmin(a, b)          the smaller (llvm.minnum)
     vfloor(a)           each lane rounded down (llvm.floor)
     vscale2(a, n)       a * 2**n for lanes n holding whole numbers (AVX-512's vscalefps: one
                         instruction, right at any n: 0 or inf where the result leaves float32)
@@ -112,8 +114,15 @@ if numba.config.DISABLE_JIT:  # plain Python twins, so that the kernels run (slo
     def vmul(a, b):
         return (a * b).astype(f32)
 
+    @_quiet
+    def vdiv(a, b):
+        return (a / b).astype(f32)
+
     def vmax(a, b):
         return np.fmax(a, b).astype(f32)
+
+    def vmin(a, b):
+        return np.fmin(a, b).astype(f32)
 
     @_quiet
     def vfloor(a):
@@ -226,12 +235,19 @@ else:
 
         return op
 
-    vadd, vsub, vmul = _binary("fadd"), _binary("fsub"), _binary("fmul")
+    vadd, vsub, vmul, vdiv = _binary("fadd"), _binary("fsub"), _binary("fmul"), _binary("fdiv")
 
     @intrinsic
     def vmax(typingctx, a, b):
         def codegen(context, builder, sig, args):
             return builder.call(_vector_function(builder, "llvm.maxnum.v16f32", 2), args)
+
+        return f32x16(f32x16, f32x16), codegen
+
+    @intrinsic
+    def vmin(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return builder.call(_vector_function(builder, "llvm.minnum.v16f32", 2), args)
 
         return f32x16(f32x16, f32x16), codegen
 
