@@ -134,7 +134,18 @@ def select_threading_layer() -> str:
     return THREADING_LAYER
 
 
-select_threading_layer()
+def _start_tbb_on_the_main_thread(layer: str) -> None:
+    # Numba's tbb pool is fork-safe only for a fork from the thread that started it (its
+    # pthread_atfork handler stops TBB's workers there; from any other thread it prints "Attempted
+    # to fork from a non-main thread, the TBB library may be in an invalid state in the child").
+    # The pool starts at the first parallel launch, which may come from a worker thread (a server
+    # that first calls the model from its request threads, then forks a pool). So it starts here,
+    # at import, when that is the main thread. numba.get_num_threads starts the pool.
+    if layer == "tbb" and not _numba_pool_started() and threading.current_thread() is threading.main_thread():
+        numba.get_num_threads()
+
+
+_start_tbb_on_the_main_thread(select_threading_layer())
 
 # One launch at a time (workqueue is not thread-safe, see above). A plain Lock: kernels never
 # call other parallel kernels, and a thread waiting here releases the GIL.

@@ -34,8 +34,9 @@ def ckpt(checkpoint_factory):
     return checkpoint_factory(num_labels=3, max_position_embeddings=128)
 
 
-def run_python(code, tmp_path, *args, env=None, timeout=TIMEOUT):
-    """Run `code` as a script file in a fresh interpreter; its last stdout line parsed as JSON."""
+def run_python(code, tmp_path, *args, env=None, timeout=TIMEOUT, stderr=False):
+    """Run `code` as a script file in a fresh interpreter; its last stdout line parsed as JSON
+    (and, with stderr=True, what it wrote to stderr)."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     base = dict(os.environ)
@@ -47,7 +48,8 @@ def run_python(code, tmp_path, *args, env=None, timeout=TIMEOUT):
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"no answer within {timeout} s (a hang); stderr:\n{(e.stderr or b'')[-2000:]!r}")
     assert out.returncode == 0, f"exit {out.returncode}; stderr:\n{out.stderr[-3000:]}"
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return (got, out.stderr) if stderr else got
 
 
 @pytest.mark.parametrize("prelude", [
@@ -226,6 +228,33 @@ def test_process_pool_after_a_kernel_ran(ckpt, tmp_path, method, layer):
     assert got["layer"] == (layer or expected_layer())
     assert got["same"], f"{method} pool results differ from the parent's"
     assert got["classify"]
+
+
+@LAYERS
+def test_fork_pool_after_a_worker_thread_ran_the_first_kernel(ckpt, tmp_path, layer):
+    # A server's way: the first forward pass in a request thread, then a fork pool from the main
+    # thread. Numba's tbb pool is fork-safe only from the thread that started it (kernels/jit.py
+    # starts it at import, on the main thread); a fork from another prints a warning in C.
+    got, err = run_python("""
+        import json, multiprocessing as mp, sys, threading
+        import numba
+        import numbert
+        texts = json.loads(sys.argv[2])
+        model = numbert.load(sys.argv[1])
+        batch = model.tokenize(texts)
+        first = []
+        t = threading.Thread(target=lambda: first.append(model(**batch).logits.tolist()))
+        t.start(); t.join()
+        def logits(_):
+            return model(**batch).logits.tolist()
+        if __name__ == "__main__":
+            with mp.get_context("fork").Pool(2) as pool:
+                children = pool.map(logits, range(4), chunksize=1)
+            print(json.dumps({"same": all(c == first[0] for c in children), "layer": numba.threading_layer()}))
+    """, tmp_path, ckpt, json.dumps(TEXTS * 8), env=layer_env(layer), stderr=True)
+    assert got["layer"] == (layer or expected_layer())
+    assert got["same"], "fork pool results differ from the parent's"
+    assert "non-main thread" not in err, err[-2000:]
 
 
 # Simulated read-only install: NUMBA_CACHE_DIR, HOME and XDG_CACHE_HOME point below /dev/null
