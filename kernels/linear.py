@@ -1,13 +1,13 @@
 """The dense layers, y = act(x @ W^T + b): twins of numbert.layers.linear / linear_act.
 
 x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Linear's
-[out, in]). Three GEMMs, chosen by M and the CPU:
+[out, in]). Four GEMMs, chosen by M and the CPU:
 
-- M <= PACKED_M rows (a short input: one sentence of up to 128 tokens) on a CPU with AVX-512,
+- M <= BLOCKED_M rows (a short input: one sentence of up to 128 tokens) on a CPU with AVX-512,
   N a multiple of NR = 32 (the encoder's dense layers at the BERT family's usual sizes; not
   a classifier of a few labels): linear_packed, a register tile on the weight packed once in
-  panels of 32 output columns (pack; numbert.backend packs each weight at its first short
-  input and keeps it). An 8 x 32 block of y stays in 16 vector registers (kernels/simd.py)
+  panels of 32 output columns (pack; numbert.backend packs each weight at its first product
+  and keeps it). An 8 x 32 block of y stays in 16 vector registers (kernels/simd.py)
   for the whole pass over K: each step loads 32 weights (two vectors, one contiguous stream
   per panel), broadcasts one number of each of the 8 rows of x, and does 16 vector multiply-
   adds; rows left over go 4, then 1 at a time. Each pass over a panel also asks the memory
@@ -22,7 +22,23 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
   is as good); a forward pass 0.53-0.77x the time of the plain path at BERT-base 1x8-1x128,
   0.61-0.71x at MiniLM 1x8-1x64 and 1.04x at MiniLM 1x128 (BLAS there). The price: a second
   copy of each dense weight (+42 MiB for MiniLM, +279 MiB for BERT-base), made at the first
-  short input.
+  product.
+- more rows, on the same CPUs and panels: linear_packed's blocked GEMM (_linear_blocked). Each
+  thread takes its own share of the rows (each reads every panel; a split by columns would
+  have both threads read all of x instead) and walks them in chunks of MC = 192 rows: it
+  copies the chunk's K numbers (in passes of KC = 768 when K is longer) into a buffer of its
+  own, 12 rows interleaved per step of K (_pack_rows: 576 KiB, which stays in L2), then, panel
+  by panel, runs a 12 x 32 tile over each 12 rows (_tile12: 24 vector registers of y, two loads
+  of weights and 12 broadcasts from the one stream of x per step), asking meanwhile for the
+  next panel's numbers (as above); the epilogue runs on the chunk just written. The 8-row tile
+  reading 12 rows in place was tried first: LLVM ran out of general registers for the 12 row
+  pointers and spilled them inside the loop (in cache ~90 GFLOP/s a core against ~200 for
+  _tile12). Measured in forward passes against the BLAS path below (2-core Intel Xeon, Emerald
+  Rapids, 2 threads, tbb layer; interleaved medians): MiniLM 1x256 0.56x the time, 32x16 0.71x,
+  32x32 0.67x, 8x128 0.78x, 32x128 0.95x, 8x512 0.96x; BERT-base 1x160 0.82x, 2x128 0.92x,
+  1x512 0.87x, 8x128 0.91x, 32x128 1.00x, 8x512 0.99-1.03x. The blocked GEMM at 32-128 rows
+  instead of the 8-row tile: 1.11-1.34x slower (each thread reads every panel, where the weights
+  come from memory).
 - M <= SMALL_M otherwise (no AVX-512): a Numba GEMM that reads W in place. Each thread takes
   its own share of W's rows (output columns), and walks them in blocks of 4 rows of x x 4 rows
   of W: 16 running sums over K, which LLVM vectorises over K (16 lanes per AVX-512 register) and
@@ -30,7 +46,7 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
   adds; nothing is stored until the block is done, then each sum is folded once). W is read
   once, front to back; x (a few rows) stays in L2. Then bias + activation
   (kernels.gelu.bias_act_span) over the rows just written.
-- more rows: BLAS sgemm through NumPy, then the same bias + activation as a Numba pass.
+- more rows otherwise: BLAS sgemm through NumPy, then the same bias + activation as a Numba pass.
   From BLAS_PARTS_M = 256 rows, in one part of W's rows per thread, each part a
   single-threaded BLAS call (_BlasParts); below that, on BLAS's own threads, because waking
   a sleeping thread costs 0.1-0.8 ms on these machines (MiniLM 1x128, whose GEMMs take
@@ -65,11 +81,14 @@ import numpy as np
 
 from .gelu import ACT_CODES, bias_act_, bias_act_span
 from .jit import jit, launch_threads, pjit, prange
-from .simd import V, vbroadcast, vfma, vload, vprefetch, vstore, vzero
+from .simd import V, vadd, vbroadcast, vbroadcast_at, vfma, vload, vprefetch, vstore, vzero
 
 f32 = np.float32
 
-PACKED_M = 128  # up to this many rows, the tile on packed weights (CPUs with AVX-512; numbert.backend)
+BLOCKED_M = 128  # linear_packed: up to this many rows the 8-row tile, each thread its own columns; above, the blocked GEMM
+MR = 12  # rows of x per tile of the blocked GEMM (_tile12: 24 of the 32 vector registers hold its 12 x 32 block of y)
+MC = 192  # rows of x per chunk of the blocked GEMM, packed: MC x KC numbers (576 KiB at KC = 768) stay in L2
+KC = 768  # steps of K per pass of the blocked GEMM; a longer K is summed in passes of KC
 SMALL_M = 64  # up to this many rows, the Numba GEMM on W in place (other CPUs); above, BLAS (see the docstring)
 BLAS_PARTS_M = 256  # from this many rows, BLAS single-threaded in parts on numbert's threads
 MT = 128  # rows of x per tile of the Numba GEMM: 128 x K floats stay in L2 (384 KiB at K = 768)
@@ -189,21 +208,21 @@ def _tile8(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # x[xi:xi+8, xo:xo+K] 
         _ahead(panel, k, ahead, pace)
         b0 = vload(panel, k * NR)
         b1 = vload(panel, k * NR + V)
-        a = vbroadcast(x0[xo + k])
+        a = vbroadcast_at(x0, xo + k)
         c00, c01 = vfma(a, b0, c00), vfma(a, b1, c01)
-        a = vbroadcast(x1[xo + k])
+        a = vbroadcast_at(x1, xo + k)
         c10, c11 = vfma(a, b0, c10), vfma(a, b1, c11)
-        a = vbroadcast(x2[xo + k])
+        a = vbroadcast_at(x2, xo + k)
         c20, c21 = vfma(a, b0, c20), vfma(a, b1, c21)
-        a = vbroadcast(x3[xo + k])
+        a = vbroadcast_at(x3, xo + k)
         c30, c31 = vfma(a, b0, c30), vfma(a, b1, c31)
-        a = vbroadcast(x4[xo + k])
+        a = vbroadcast_at(x4, xo + k)
         c40, c41 = vfma(a, b0, c40), vfma(a, b1, c41)
-        a = vbroadcast(x5[xo + k])
+        a = vbroadcast_at(x5, xo + k)
         c50, c51 = vfma(a, b0, c50), vfma(a, b1, c51)
-        a = vbroadcast(x6[xo + k])
+        a = vbroadcast_at(x6, xo + k)
         c60, c61 = vfma(a, b0, c60), vfma(a, b1, c61)
-        a = vbroadcast(x7[xo + k])
+        a = vbroadcast_at(x7, xo + k)
         c70, c71 = vfma(a, b0, c70), vfma(a, b1, c71)
     _store2(y[yi], n0, c00, c01)
     _store2(y[yi + 1], n0, c10, c11)
@@ -223,13 +242,13 @@ def _tile4(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # 4 rows x one panel: 
         _ahead(panel, k, ahead, pace)
         b0 = vload(panel, k * NR)
         b1 = vload(panel, k * NR + V)
-        a = vbroadcast(x0[xo + k])
+        a = vbroadcast_at(x0, xo + k)
         c00, c01 = vfma(a, b0, c00), vfma(a, b1, c01)
-        a = vbroadcast(x1[xo + k])
+        a = vbroadcast_at(x1, xo + k)
         c10, c11 = vfma(a, b0, c10), vfma(a, b1, c11)
-        a = vbroadcast(x2[xo + k])
+        a = vbroadcast_at(x2, xo + k)
         c20, c21 = vfma(a, b0, c20), vfma(a, b1, c21)
-        a = vbroadcast(x3[xo + k])
+        a = vbroadcast_at(x3, xo + k)
         c30, c31 = vfma(a, b0, c30), vfma(a, b1, c31)
     _store2(y[yi], n0, c00, c01)
     _store2(y[yi + 1], n0, c10, c11)
@@ -243,9 +262,125 @@ def _tile1(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # one row x one panel:
     c0, c1 = vzero(), vzero()
     for k in range(K):
         _ahead(panel, k, ahead, pace)
-        a = vbroadcast(xr[xo + k])
+        a = vbroadcast_at(xr, xo + k)
         c0, c1 = vfma(a, vload(panel, k * NR), c0), vfma(a, vload(panel, k * NR + V), c1)
     _store2(y[yi], n0, c0, c1)
+
+
+@jit
+def _put2(row, n0, lo, hi, more):  # row[n0:n0+NR] = the two vectors, or += them (more)
+    if more:
+        lo, hi = vadd(vload(row, n0), lo), vadd(vload(row, n0 + V), hi)
+    vstore(row, n0, lo)
+    vstore(row, n0 + V, hi)
+
+
+@jit
+def _tile12(xp, xo, kc, panel, po, y, yi, n0, more, ahead, pace):
+    # 12 packed rows of x, xp[xo + k*MR + r] for k < kc, @ panel[po + k*NR ...] -> y[yi:yi+12, n0:n0+NR]
+    # (more: add to what y holds, the sum of the K steps before). The tile of _tile8 with 12
+    # rows: 24 vectors of y in registers, each step two loads of weights and 12 broadcasts from
+    # one contiguous stream of x (12 rows read in place need 12 pointers, more than the CPU's
+    # general registers, and LLVM then spilled them inside the loop).
+    c00, c01, c10, c11, c20, c21, c30, c31 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
+    c40, c41, c50, c51, c60, c61, c70, c71 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
+    c80, c81, c90, c91, ca0, ca1, cb0, cb1 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
+    for k in range(kc):
+        _ahead(panel, k, ahead, pace)
+        b0 = vload(panel, po + k * NR)
+        b1 = vload(panel, po + k * NR + V)
+        o = xo + k * MR
+        a = vbroadcast_at(xp, o)
+        c00, c01 = vfma(a, b0, c00), vfma(a, b1, c01)
+        a = vbroadcast_at(xp, o + 1)
+        c10, c11 = vfma(a, b0, c10), vfma(a, b1, c11)
+        a = vbroadcast_at(xp, o + 2)
+        c20, c21 = vfma(a, b0, c20), vfma(a, b1, c21)
+        a = vbroadcast_at(xp, o + 3)
+        c30, c31 = vfma(a, b0, c30), vfma(a, b1, c31)
+        a = vbroadcast_at(xp, o + 4)
+        c40, c41 = vfma(a, b0, c40), vfma(a, b1, c41)
+        a = vbroadcast_at(xp, o + 5)
+        c50, c51 = vfma(a, b0, c50), vfma(a, b1, c51)
+        a = vbroadcast_at(xp, o + 6)
+        c60, c61 = vfma(a, b0, c60), vfma(a, b1, c61)
+        a = vbroadcast_at(xp, o + 7)
+        c70, c71 = vfma(a, b0, c70), vfma(a, b1, c71)
+        a = vbroadcast_at(xp, o + 8)
+        c80, c81 = vfma(a, b0, c80), vfma(a, b1, c81)
+        a = vbroadcast_at(xp, o + 9)
+        c90, c91 = vfma(a, b0, c90), vfma(a, b1, c91)
+        a = vbroadcast_at(xp, o + 10)
+        ca0, ca1 = vfma(a, b0, ca0), vfma(a, b1, ca1)
+        a = vbroadcast_at(xp, o + 11)
+        cb0, cb1 = vfma(a, b0, cb0), vfma(a, b1, cb1)
+    _put2(y[yi], n0, c00, c01, more)
+    _put2(y[yi + 1], n0, c10, c11, more)
+    _put2(y[yi + 2], n0, c20, c21, more)
+    _put2(y[yi + 3], n0, c30, c31, more)
+    _put2(y[yi + 4], n0, c40, c41, more)
+    _put2(y[yi + 5], n0, c50, c51, more)
+    _put2(y[yi + 6], n0, c60, c61, more)
+    _put2(y[yi + 7], n0, c70, c71, more)
+    _put2(y[yi + 8], n0, c80, c81, more)
+    _put2(y[yi + 9], n0, c90, c91, more)
+    _put2(y[yi + 10], n0, ca0, ca1, more)
+    _put2(y[yi + 11], n0, cb0, cb1, more)
+
+
+@jit
+def _pack_rows(x, r0, blocks, k0, kc, xp):  # x[r0 : r0 + blocks*MR, k0 : k0+kc] -> xp, block b at b*kc*MR as [kc, MR]
+    for b in range(blocks):
+        at = b * kc * MR
+        for r in range(MR):
+            row = x[r0 + b * MR + r]
+            for k in range(kc):
+                xp[at + k * MR + r] = row[k0 + k]
+
+
+@jit
+def _rows_8_4_1(x, i, M, K, panel, y, n0):  # rows i..M-1 of x @ one panel, 8, then 4, then 1 at a time
+    while i < M:
+        if i + 8 <= M:
+            _tile8(x, i, 0, K, panel, y, i, n0, 0, 0)
+            i += 8
+        elif i + 4 <= M:
+            _tile4(x, i, 0, K, panel, y, i, n0, 0, 0)
+            i += 4
+        else:
+            _tile1(x, i, 0, K, panel, y, i, n0, 0, 0)
+            i += 1
+
+
+@pjit
+def _linear_blocked(x, panels, bias, code, parts, mc, kc_max, ahead, y):
+    # [M, K], [P, K * NR], [P * NR], int, int, int (a multiple of MR), int, int -> y [M, P * NR]
+    M, K = x.shape
+    P = panels.shape[0]
+    blocks = M // MR  # whole tiles of MR rows; the M % MR rows after them go to the last thread
+    for t in prange(parts):  # one share of the rows per thread (each reads every panel)
+        b0 = blocks * t // parts
+        b1 = blocks * (t + 1) // parts
+        xp = np.empty(mc * min(kc_max, K), f32)  # this thread's chunk of x, packed
+        for c0 in range(b0 * MR, b1 * MR, mc):
+            c1 = min(c0 + mc, b1 * MR)
+            n = (c1 - c0) // MR  # tiles per panel
+            pace = max(1, NR // n)
+            for k0 in range(0, K, kc_max):
+                kc = min(kc_max, K - k0)
+                _pack_rows(x, c0, n, k0, kc, xp)
+                for p in range(P):
+                    panel = panels[p]
+                    for b in range(n):  # tile b also asks for its share of the next panel's steps k0..k0+kc
+                        at = (K * NR + k0 * NR + b * kc * pace) if ahead else 0
+                        _tile12(xp, b * kc * MR, kc, panel, k0 * NR, y, c0 + b * MR, p * NR, k0 > 0, at, pace)
+            for i in range(c0, c1):  # the epilogue on the chunk just written
+                bias_act_span(y[i], bias, code, 0, P * NR)
+        if t == parts - 1:
+            for p in range(P):
+                _rows_8_4_1(x, blocks * MR, M, K, panels[p], y, p * NR)
+            for i in range(blocks * MR, M):
+                bias_act_span(y[i], bias, code, 0, P * NR)
 
 
 @pjit
@@ -273,19 +408,22 @@ def _linear_panels(x, panels, bias, code, parts, ahead, y):  # [M, K], [P, K * N
                     _tile1(x, i, 0, K, panel, y, i, p * NR, at, pace)
                     i += 1
                 r += 1
-        for i in range(M):  # the epilogue, on this thread's columns (M <= PACKED_M rows: still in cache)
+        for i in range(M):  # the epilogue, on this thread's columns (M <= BLOCKED_M rows: still in cache)
             bias_act_span(y[i], bias, code, p0 * NR, p1 * NR)
 
 
 def linear_packed(x, panels, bias, act="identity"):  # [..., K], [N / NR, K * NR] (pack), [N], name -> [..., N]
-    """act(x @ W^T + b) with W given as pack(W): the dense layers of a short input (numbert.backend
-    calls it up to PACKED_M rows, on CPUs with AVX-512)."""
+    """act(x @ W^T + b) with W given as pack(W): the dense layers on CPUs with AVX-512 (numbert.backend),
+    the 8-row tile up to BLOCKED_M rows, the blocked GEMM above."""
     *lead, K = x.shape
     x2 = np.ascontiguousarray(x, dtype=f32).reshape(-1, K)  # [M, K]
-    N = panels.shape[0] * NR
-    y = np.empty((x2.shape[0], N), dtype=f32)  # [M, N]
-    _linear_panels(x2, panels, np.ascontiguousarray(bias, dtype=f32), ACT_CODES[act], launch_threads(), PREFETCH,
-                   y, work=x2.shape[0] * N * K)
+    M, N = x2.shape[0], panels.shape[0] * NR
+    y = np.empty((M, N), dtype=f32)  # [M, N]
+    b = np.ascontiguousarray(bias, dtype=f32)  # [N]
+    if M <= BLOCKED_M:
+        _linear_panels(x2, panels, b, ACT_CODES[act], launch_threads(), PREFETCH, y, work=M * N * K)
+    else:
+        _linear_blocked(x2, panels, b, ACT_CODES[act], launch_threads(), MC, KC, PREFETCH, y, work=M * N * K)
     return y.reshape(*lead, N)
 
 

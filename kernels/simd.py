@@ -13,6 +13,9 @@ registers), made and used through `numba.extending.intrinsic`:
     vload(a, i)         a[i:i+16] of a contiguous float32 array
     vstore(a, i, v)     a[i:i+16] = v
     vbroadcast(x)       16 copies of the float32 x
+    vbroadcast_at(a, i) 16 copies of a[i], a flat offset as vload's (no wrap-around of a
+                        negative i: the tile's inner loop stays free of the index checks that
+                        `vbroadcast(a[i])` brings when LLVM cannot prove i >= 0)
     vfma(a, b, c)       a * b + c lane by lane, rounded once (llvm.fma)
     vprefetch(a, i)     a hint to start bringing the cache line of a's number i into cache
                         (llvm.prefetch: no effect on any result, no fault past the array's end)
@@ -94,6 +97,9 @@ if numba.config.DISABLE_JIT:  # plain Python twins, so that the kernels run (slo
 
     def vbroadcast(x):
         return np.full(V, x, f32)
+
+    def vbroadcast_at(a, i):
+        return np.full(V, _lanes(a, i)[0], f32)
 
     def vprefetch(a, i):  # a hint to the cache: nothing to do in NumPy
         return None
@@ -199,6 +205,17 @@ else:
                                           ir.Constant(ir.VectorType(ir.IntType(32), V), [0] * V))
 
         return f32x16(types.float32), codegen
+
+    @intrinsic
+    def vbroadcast_at(typingctx, arr, idx):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            one = builder.insert_element(ir.Constant(_VT, ir.Undefined), builder.load(builder.gep(data, [args[1]]), align=4),
+                                         ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(one, ir.Constant(_VT, ir.Undefined),
+                                          ir.Constant(ir.VectorType(ir.IntType(32), V), [0] * V))
+
+        return f32x16(arr, idx), codegen
 
     @intrinsic
     def vprefetch(typingctx, arr, idx):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from dataclasses import fields, is_dataclass
 
 import numpy as np
@@ -83,17 +84,18 @@ class NumbaOps:
         # id(query) -> (query, key, value, stacked Linear [3H, H]); the nodes are kept so that
         # an id is never reused while the entry lives
         self._stacked = {id(q): (q, k, v, _stack(q, k, v)) for q, k, v in _qkv_triples(weights)}
-        # Short inputs (up to PACKED_M rows) on a CPU with AVX-512: the dense layers run a
-        # register tile on the weight packed in panels (kernels.linear.pack), made at the
-        # weight's first short input and kept: id(weight) -> (weight, panels). A second copy of
-        # each dense weight, in exchange for 1.59-3.75x the rate of the Numba GEMM on W and up to
-        # 2.27x OpenBLAS's (bench/results/simd_gemm.md).
+        # On a CPU with AVX-512 the dense layers run register tiles on the weight packed in
+        # panels (kernels.linear.pack, linear_packed), made at the weight's first product and
+        # kept: id(weight) -> (weight, panels). A second copy of each dense weight, in exchange
+        # for up to 2.27x OpenBLAS's rate at a few rows (bench/results/simd_gemm.md) and MiniLM's
+        # forward passes at 512-1024 rows in 0.77x the time (kernels/linear.py).
+        # _packed_rows: the most rows a product runs on the panels (the bench sets it to compare).
         self._gemm = gemm
         self._packed = {}
-        self._short_rows = gemm.PACKED_M if simd.AVAILABLE else 0
+        self._packed_rows = sys.maxsize if simd.AVAILABLE else 0
 
     def _panels(self, x, weight):  # the packed weight when this product runs on it, else None
-        if x.size > self._short_rows * x.shape[-1] or weight.shape[0] % self._gemm.NR:
+        if x.size > self._packed_rows * x.shape[-1] or weight.shape[0] % self._gemm.NR:
             return None
         entry = self._packed.get(id(weight))
         if entry is None or entry[0] is not weight:

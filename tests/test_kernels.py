@@ -258,6 +258,7 @@ def _vector_ops(a, b, out, lanes):  # every vector operation of kernels/simd.py 
     SIMD.vstore(out, 144, SIMD.vfma(x, y, SIMD.vbroadcast(lanes[0])))
     SIMD.vstore(out, 160, SIMD.vmin(x, y))
     SIMD.vstore(out, 176, SIMD.vdiv(x, y))
+    SIMD.vstore(out, 192, SIMD.vbroadcast_at(b, 7))
     lanes[1] = SIMD.vhmax(x)
     lanes[2] = SIMD.vhsum(x)
 
@@ -270,23 +271,25 @@ def test_vector_operations():
     rng = np.random.default_rng(2)
     a, b = rand(rng, 20, scale=40.0), rand(rng, 20, scale=5.0)
     a[5] = -200.0  # vscale2 far below float32's range: 0
-    out, lanes = np.zeros(192, f32), np.array([0.5, 0, 0], f32)
+    out, lanes = np.zeros(208, f32), np.array([0.5, 0, 0], f32)
     _vector_ops(a, b, out, lanes)
     x, y = a[:16].astype(np.float64), b[3:19].astype(np.float64)
     want = np.concatenate([x + y, x - y, x * y, np.maximum(x, y), np.floor(x), y * 2.0 ** np.floor(x),
                            np.where(y > 0, x, 0), np.stack([x[:8], y[:8]], 1).ravel(), np.stack([x[8:], y[8:]], 1).ravel(),
                            x * y + 0.5, np.minimum(x, y)]).astype(f32)
     assert np.array_equal(out[:176], want)
-    np.testing.assert_allclose(out[176:], (x / y).astype(f32), rtol=2e-7)  # fastmath may take a reciprocal
+    np.testing.assert_allclose(out[176:192], (x / y).astype(f32), rtol=2e-7)  # fastmath may take a reciprocal
+    assert np.array_equal(out[192:], np.full(16, b[7], f32))
     assert lanes[1] == x.max() and abs(lanes[2] - x.sum()) <= 1e-4 * np.abs(x).sum()
 
 
 @pytest.mark.parametrize("act", sorted(set(ACTIVATIONS.values())))
-@pytest.mark.parametrize("M", [1, 3, 4, 7, 8, 13, 64, LINEAR.PACKED_M])
+@pytest.mark.parametrize("M", [1, 3, 4, 7, 8, 13, 64, LINEAR.BLOCKED_M, LINEAR.BLOCKED_M + 1, 12 * 13, 12 * 13 + 5])
 def test_linear_packed(M, act):
-    # The register-tile GEMM on a packed weight (numbert runs it up to PACKED_M rows on CPUs with
-    # AVX-512): tiles of 8 and 4 rows, single rows left over, two panels split between the
-    # threads, the epilogue; under NUMBA_DISABLE_JIT the vector operations are plain NumPy.
+    # The register-tile GEMMs on a packed weight (numbert runs them on CPUs with AVX-512): up to
+    # BLOCKED_M rows tiles of 8 and 4 rows, single rows left over, two panels split between the
+    # threads; above, the blocked GEMM (tiles of 12 rows, the rows left over 8, 4, 1 at a time);
+    # the epilogue; under NUMBA_DISABLE_JIT the vector operations are plain NumPy.
     rng = np.random.default_rng(M)
     x, w, b = rand(rng, M, 24), rand(rng, 64, 24), rand(rng, 64)
     panels = LINEAR.pack(w)
@@ -311,25 +314,41 @@ def test_linear_packed_asks_ahead_without_changing_a_bit(M):
         assert_twins(asking, R.linear(x, w, b), what=f"{M} rows on {parts} threads, asking ahead")
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("M, K, mc, kc", [(12, 40, 12, 40), (60, 40, 24, 16), (77, 40, 36, 17), (13, 5, 12, 768)])
+def test_linear_blocked_in_chunks_and_passes_over_K(M, K, mc, kc, parts):
+    # The blocked GEMM's loops at sizes a test can afford: rows in chunks of mc (the last one
+    # short), K in passes of kc (each after the first adds to y), the rows shared between
+    # threads in whole tiles of MR, the rows after the last tile on the last thread; with and
+    # without asking for the next panel ahead (the same bits).
+    rng = np.random.default_rng(M * K + parts)
+    x, w, b = rand(rng, M, K), rand(rng, 64, K), rand(rng, 64)
+    panels = LINEAR.pack(w)
+    plain, asking = np.empty((M, 64), f32), np.empty((M, 64), f32)
+    LINEAR._linear_blocked(x, panels, b, LINEAR.ACT_CODES["gelu"], parts, mc, kc, 0, plain)
+    LINEAR._linear_blocked(x, panels, b, LINEAR.ACT_CODES["gelu"], parts, mc, kc, LINEAR.PREFETCH, asking)
+    assert np.array_equal(plain, asking)
+    assert_twins(asking, R.linear_act(x, w, b, "gelu"), what=f"blocked {M}x{K}, chunks of {mc}, passes of {kc}, {parts} parts")
+
+
 def test_pack_refuses_a_width_off_the_panel():
     with pytest.raises(ValueError, match="multiple of 32"):
         LINEAR.pack(np.zeros((40, 8), f32))
 
 
-def test_numba_ops_packs_a_weight_at_its_first_short_input():
+def test_numba_ops_packs_a_weight_at_its_first_product():
     rng = np.random.default_rng(5)
     lin = Linear(rand(rng, 64, 24), rand(rng, 64))
     ops = NumbaOps(SelfAttention(query=lin, key=lin, value=lin))
-    short, long = rand(rng, 1, 5, 24), rand(rng, 1, LINEAR.PACKED_M + 1, 24)
-    assert_twins(ops.linear(long, lin.weight, lin.bias), R.linear(long, lin.weight, lin.bias), what="long input")
-    assert not ops._packed  # more than PACKED_M rows: BLAS on the weight as it is
+    short, long = rand(rng, 1, 5, 24), rand(rng, 1, LINEAR.BLOCKED_M + 1, 24)
     for _ in range(2):
         assert_twins(ops.linear_act(short, lin.weight, lin.bias, "gelu"), R.linear_act(short, lin.weight, lin.bias, "gelu"),
                      what="short input")
     odd = Linear(rand(rng, 7, 24), rand(rng, 7))  # 7 columns: no panels, the Numba GEMM on W
     assert_twins(ops.linear(short, odd.weight, odd.bias), R.linear(short, odd.weight, odd.bias), what="7 columns")
+    assert_twins(ops.linear(long, lin.weight, lin.bias), R.linear(long, lin.weight, lin.bias), what="long input")
     if SIMD.AVAILABLE:
-        assert list(ops._packed) == [id(lin.weight)]  # packed once, kept
+        assert list(ops._packed) == [id(lin.weight)]  # packed once, kept, for short and long inputs
         assert ops._packed[id(lin.weight)][1].shape == (2, 24 * LINEAR.NR)
     else:  # no AVX-512 (or no compiler): every product on the weight as it is
         assert not ops._packed
