@@ -49,8 +49,8 @@ import numpy as np
 
 from . import simd
 from .jit import jit, pjit, prange
-from .linear import NR, _tile1, _tile4, _tile8
-from .simd import V, vadd, vbroadcast, vfloor, vfma, vhmax, vhsum, vkeep_above, vload, vmax, vmul, vscale2, vstore, vsub, vzero, vzip_hi, vzip_lo
+from .linear import NR, _tile1, _tile4, _tile8, _zip_round
+from .simd import V, vadd, vbroadcast, vfloor, vfma, vhmax, vhsum, vkeep_above, vload, vmax, vmul, vscale2, vstore, vsub, vzero
 
 f32 = np.float32
 
@@ -342,14 +342,6 @@ def _masked_exp_rows_(s, n, bias, pb, scale, inv):  # s [QV, Lp] scores of n que
             vstore(s, at + j, e)
             total = vadd(total, e)
         inv[r] = f32(1.0) / vhsum(total)
-
-
-@jit
-def _zip_round(r):  # 16 vectors -> 16 vectors; four rounds transpose a 16 x 16 block
-    return (vzip_lo(r[0], r[8]), vzip_hi(r[0], r[8]), vzip_lo(r[1], r[9]), vzip_hi(r[1], r[9]),
-            vzip_lo(r[2], r[10]), vzip_hi(r[2], r[10]), vzip_lo(r[3], r[11]), vzip_hi(r[3], r[11]),
-            vzip_lo(r[4], r[12]), vzip_hi(r[4], r[12]), vzip_lo(r[5], r[13]), vzip_hi(r[5], r[13]),
-            vzip_lo(r[6], r[14]), vzip_hi(r[6], r[14]), vzip_lo(r[7], r[15]), vzip_hi(r[7], r[15]))
 
 
 @jit

@@ -81,7 +81,7 @@ import numpy as np
 
 from .gelu import ACT_CODES, bias_act_, bias_act_span
 from .jit import jit, launch_threads, pjit, prange
-from .simd import V, vadd, vbroadcast, vbroadcast_at, vfma, vload, vprefetch, vstore, vzero
+from .simd import V, vadd, vbroadcast, vbroadcast_at, vfma, vload, vprefetch, vstore, vzero, vzip_hi, vzip_lo
 
 f32 = np.float32
 
@@ -329,13 +329,37 @@ def _tile12(xp, xo, kc, panel, po, y, yi, n0, more, ahead, pace):
 
 
 @jit
+def _zip_round(r):  # 16 vectors -> 16 vectors; four rounds transpose a 16 x 16 block
+    return (vzip_lo(r[0], r[8]), vzip_hi(r[0], r[8]), vzip_lo(r[1], r[9]), vzip_hi(r[1], r[9]),
+            vzip_lo(r[2], r[10]), vzip_hi(r[2], r[10]), vzip_lo(r[3], r[11]), vzip_hi(r[3], r[11]),
+            vzip_lo(r[4], r[12]), vzip_hi(r[4], r[12]), vzip_lo(r[5], r[13]), vzip_hi(r[5], r[13]),
+            vzip_lo(r[6], r[14]), vzip_hi(r[6], r[14]), vzip_lo(r[7], r[15]), vzip_hi(r[7], r[15]))
+
+
+@jit
 def _pack_rows(x, r0, blocks, k0, kc, xp):  # x[r0 : r0 + blocks*MR, k0 : k0+kc] -> xp, block b at b*kc*MR as [kc, MR]
+    # 16 steps of K at a time: the block's 12 rows (and the last one again, to make 16) as 16
+    # vectors, transposed in registers; each column (12 numbers wanted, 16 stored) is written
+    # over the first four of the next one, which is stored after it. xp has V - MR numbers to
+    # spare past its last block for the last store.
     for b in range(blocks):
         at = b * kc * MR
-        for r in range(MR):
-            row = x[r0 + b * MR + r]
-            for k in range(kc):
-                xp[at + k * MR + r] = row[k0 + k]
+        i = r0 + b * MR
+        k = 0
+        while k + V <= kc:
+            c = k0 + k
+            r = (vload(x[i], c), vload(x[i + 1], c), vload(x[i + 2], c), vload(x[i + 3], c),
+                 vload(x[i + 4], c), vload(x[i + 5], c), vload(x[i + 6], c), vload(x[i + 7], c),
+                 vload(x[i + 8], c), vload(x[i + 9], c), vload(x[i + 10], c), vload(x[i + 11], c),
+                 vload(x[i + 11], c), vload(x[i + 11], c), vload(x[i + 11], c), vload(x[i + 11], c))
+            r = _zip_round(_zip_round(_zip_round(_zip_round(r))))
+            for d in range(V):
+                vstore(xp, at + (k + d) * MR, r[d])
+            k += V
+        for r in range(MR):  # the steps left over, one number at a time
+            row = x[i + r]
+            for kk in range(k, kc):
+                xp[at + kk * MR + r] = row[k0 + kk]
 
 
 @jit
@@ -361,7 +385,7 @@ def _linear_blocked(x, panels, bias, code, parts, mc, kc_max, ahead, y):
     for t in prange(parts):  # one share of the rows per thread (each reads every panel)
         b0 = blocks * t // parts
         b1 = blocks * (t + 1) // parts
-        xp = np.empty(mc * min(kc_max, K), f32)  # this thread's chunk of x, packed
+        xp = np.empty(mc * min(kc_max, K) + V - MR, f32)  # this thread's chunk of x, packed (see _pack_rows)
         for c0 in range(b0 * MR, b1 * MR, mc):
             c1 = min(c0 + mc, b1 * MR)
             n = (c1 - c0) // MR  # tiles per panel
