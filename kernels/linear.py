@@ -363,17 +363,11 @@ def _pack_rows(x, r0, blocks, k0, kc, xp):  # x[r0 : r0 + blocks*MR, k0 : k0+kc]
 
 
 @jit
-def _rows_8_4_1(x, i, M, K, panel, y, n0):  # rows i..M-1 of x @ one panel, 8, then 4, then 1 at a time
-    while i < M:
-        if i + 8 <= M:
-            _tile8(x, i, 0, K, panel, y, i, n0, 0, 0)
-            i += 8
-        elif i + 4 <= M:
-            _tile4(x, i, 0, K, panel, y, i, n0, 0, 0)
-            i += 4
-        else:
-            _tile1(x, i, 0, K, panel, y, i, n0, 0, 0)
-            i += 1
+def _pack_last(x, i, k0, kc, xp, at):  # rows i..M-1 of x[:, k0:k0+kc] (fewer than MR) -> one block of xp at `at`, zeros after
+    M = x.shape[0]
+    for k in range(kc):
+        for r in range(MR):
+            xp[at + k * MR + r] = x[i + r, k0 + k] if i + r < M else f32(0.0)
 
 
 @pjit
@@ -381,29 +375,35 @@ def _linear_blocked(x, panels, bias, code, parts, mc, kc_max, ahead, y):
     # [M, K], [P, K * NR], [P * NR], int, int, int (a multiple of MR), int, int -> y [M, P * NR]
     M, K = x.shape
     P = panels.shape[0]
-    blocks = M // MR  # whole tiles of MR rows; the M % MR rows after them go to the last thread
-    for t in prange(parts):  # one share of the rows per thread (each reads every panel)
+    full = M // MR  # tiles of MR rows; when M % MR rows are left, one more tile, padded with zero rows
+    blocks = (M + MR - 1) // MR
+    for t in prange(parts):  # one share of the tiles per thread (each reads every panel)
         b0 = blocks * t // parts
         b1 = blocks * (t + 1) // parts
         xp = np.empty(mc * min(kc_max, K) + V - MR, f32)  # this thread's chunk of x, packed (see _pack_rows)
+        last = np.empty((MR if b1 > full else 0, P * NR), f32)  # the padded tile's rows of y
         for c0 in range(b0 * MR, b1 * MR, mc):
             c1 = min(c0 + mc, b1 * MR)
             n = (c1 - c0) // MR  # tiles per panel
+            whole = min(n, full - c0 // MR)  # of which whole (the padded one, if here, comes last)
             pace = max(1, NR // n)
             for k0 in range(0, K, kc_max):
                 kc = min(kc_max, K - k0)
-                _pack_rows(x, c0, n, k0, kc, xp)
+                _pack_rows(x, c0, whole, k0, kc, xp)
+                if whole < n:
+                    _pack_last(x, c0 + whole * MR, k0, kc, xp, whole * kc * MR)
                 for p in range(P):
                     panel = panels[p]
                     for b in range(n):  # tile b also asks for its share of the next panel's steps k0..k0+kc
                         at = (K * NR + k0 * NR + b * kc * pace) if ahead else 0
-                        _tile12(xp, b * kc * MR, kc, panel, k0 * NR, y, c0 + b * MR, p * NR, k0 > 0, at, pace)
-            for i in range(c0, c1):  # the epilogue on the chunk just written
-                bias_act_span(y[i], bias, code, 0, P * NR)
-        if t == parts - 1:
-            for p in range(P):
-                _rows_8_4_1(x, blocks * MR, M, K, panels[p], y, p * NR)
-            for i in range(blocks * MR, M):
+                        if b < whole:
+                            _tile12(xp, b * kc * MR, kc, panel, k0 * NR, y, c0 + b * MR, p * NR, k0 > 0, at, pace)
+                        else:
+                            _tile12(xp, b * kc * MR, kc, panel, k0 * NR, last, 0, p * NR, k0 > 0, at, pace)
+            if whole < n:  # the padded tile's real rows
+                for r in range(M - (c0 + whole * MR)):
+                    y[c0 + whole * MR + r, :] = last[r]
+            for i in range(c0, min(c1, M)):  # the epilogue on the chunk just written
                 bias_act_span(y[i], bias, code, 0, P * NR)
 
 

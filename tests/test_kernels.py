@@ -288,7 +288,7 @@ def test_vector_operations():
 def test_linear_packed(M, act):
     # The register-tile GEMMs on a packed weight (numbert runs them on CPUs with AVX-512): up to
     # BLOCKED_M rows tiles of 8 and 4 rows, single rows left over, two panels split between the
-    # threads; above, the blocked GEMM (tiles of 12 rows, the rows left over 8, 4, 1 at a time);
+    # threads; above, the blocked GEMM (tiles of 12 rows, the last one padded with zero rows);
     # the epilogue; under NUMBA_DISABLE_JIT the vector operations are plain NumPy.
     rng = np.random.default_rng(M)
     x, w, b = rand(rng, M, 24), rand(rng, 64, 24), rand(rng, 64)
@@ -315,11 +315,11 @@ def test_linear_packed_asks_ahead_without_changing_a_bit(M):
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])
-@pytest.mark.parametrize("M, K, mc, kc", [(12, 40, 12, 40), (60, 40, 24, 16), (77, 40, 36, 17), (13, 5, 12, 768)])
+@pytest.mark.parametrize("M, K, mc, kc", [(12, 40, 12, 40), (60, 40, 24, 16), (77, 40, 36, 17), (13, 5, 12, 768), (5, 40, 24, 16)])
 def test_linear_blocked_in_chunks_and_passes_over_K(M, K, mc, kc, parts):
     # The blocked GEMM's loops at sizes a test can afford: rows in chunks of mc (the last one
     # short), K in passes of kc (each after the first adds to y), the rows shared between
-    # threads in whole tiles of MR, the rows after the last tile on the last thread; with and
+    # threads in tiles of MR, the last tile padded with zero rows when M is not a multiple of MR; with and
     # without asking for the next panel ahead (the same bits).
     rng = np.random.default_rng(M * K + parts)
     x, w, b = rand(rng, M, K), rand(rng, 64, K), rand(rng, 64)
