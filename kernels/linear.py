@@ -30,13 +30,19 @@ x is [M, K] (all B*T rows at once), W [N, K] as the checkpoint stores it (nn.Lin
   own, 12 rows interleaved per step of K (_pack_rows: 576 KiB, which stays in L2), then, panel
   by panel, runs a 12 x 32 tile over each 12 rows (_tile12: 24 vector registers of y, two loads
   of weights and 12 broadcasts from the one stream of x per step), asking meanwhile for the
-  next panel's numbers (as above); the epilogue runs on the chunk just written. The 8-row tile
-  reading 12 rows in place was tried first: LLVM ran out of general registers for the 12 row
-  pointers and spilled them inside the loop (in cache ~90 GFLOP/s a core against ~200 for
-  _tile12). Measured in forward passes against the BLAS path below (2-core Intel Xeon, Emerald
-  Rapids, 2 threads, tbb layer; interleaved medians): MiniLM 1x256 0.56x the time, 32x16 0.71x,
+  next panel's numbers (as above); the epilogue runs on the chunk just written. When M is not
+  a multiple of 12, the last tile is padded with zero rows (_pack_last) and written through a
+  12-row buffer, so the threads share whole tiles evenly. The copy into the buffer takes 20 us
+  for 192 x 768 numbers (16 steps of 12 rows transposed in registers; 88 us one number at a
+  time). The 12-row tile reading its rows in place was tried first: LLVM ran out of general
+  registers for the 12 row pointers and spilled them inside the loop (in cache ~90 GFLOP/s a
+  core against ~200 for _tile12). So was the epilogue on each tile just finished, in L1:
+  BERT-base 8x128 took 505 ms against 466 with it on the chunk. Measured in forward passes
+  against the BLAS path below (2-core Intel Xeon, Emerald Rapids, 2 threads, tbb layer;
+  interleaved medians): MiniLM 1x256 0.56x the time, 32x16 0.71x,
   32x32 0.67x, 8x128 0.78x, 32x128 0.95x, 8x512 0.96x; BERT-base 1x160 0.82x, 2x128 0.92x,
-  1x512 0.87x, 8x128 0.91x, 32x128 1.00x, 8x512 0.99-1.03x. The blocked GEMM at 32-128 rows
+  1x512 0.87x, 8x128 0.91-0.93x, 32x128 0.99-1.07x, 8x512 0.99-1.03x (three runs; at 4096 rows
+  OpenBLAS on its own threads is as fast). The blocked GEMM at 32-128 rows
   instead of the 8-row tile: 1.11-1.34x slower (each thread reads every panel, where the weights
   come from memory).
 - M <= SMALL_M otherwise (no AVX-512): a Numba GEMM that reads W in place. Each thread takes
