@@ -75,15 +75,7 @@ def main(argv=None):
                     f(ws[0], packed[0])
                 linear._linear_panels(x, packed[0], zero, 0, args.threads, linear.PREFETCH, y)
                 err = float(np.abs(y - x @ ws[0].T).max() / np.abs(x @ ws[0].T).max())
-                times = {k: [] for k in calls}
-                for r in range(args.repeats):
-                    for name in (list(calls) if r % 2 else list(calls)[::-1]):
-                        time.sleep(0.05)  # let BLAS's pool stop spinning before a Numba kernel
-                        t = time.perf_counter()
-                        for w, p in zip(ws, packed):
-                            calls[name](w, p)
-                        times[name].append(time.perf_counter() - t)
-                rate = {k: 2 * M * N * K * len(ws) / statistics.median(v) / 1e9 for k, v in times.items()}
+                rate = _rates(calls, ws, packed, args.repeats, 2 * M * N * K)
                 print(f"| {model} | {N}x{K} | {M} | {rate['simd']:.0f} | {rate['simd-0']:.0f} | {rate['numbert']:.0f} | "
                       f"{rate['blas']:.0f} | {rate['simd'] / rate['simd-0']:.2f} | {rate['simd'] / rate['numbert']:.2f} | "
                       f"{rate['simd'] / rate['blas']:.2f} |"
@@ -92,6 +84,18 @@ def main(argv=None):
         blocked_table(args, linear, rng)
     if not args.no_forward:
         forward_table()
+
+
+def _rates(calls, ws, packed, repeats, flops):  # {name: GFLOP/s}, each call run over every weight in turn
+    times = {k: [] for k in calls}
+    for r in range(repeats):  # interleaved, the order reversed every other round
+        for name in (list(calls) if r % 2 else list(calls)[::-1]):
+            time.sleep(0.05)  # let BLAS's pool stop spinning before a Numba kernel
+            t = time.perf_counter()
+            for w, p in zip(ws, packed):
+                calls[name](w, p)
+            times[name].append(time.perf_counter() - t)
+    return {k: flops * len(ws) / statistics.median(v) / 1e9 for k, v in times.items()}
 
 
 def blocked_table(args, linear, rng):
@@ -118,15 +122,7 @@ def blocked_table(args, linear, rng):
                     f(ws[0], packed[0])
                 calls["blocked"](ws[0], packed[0])
                 err = float(np.abs(y - x @ ws[0].T).max() / np.abs(x @ ws[0].T).max())
-                times = {k: [] for k in calls}
-                for r in range(args.repeats):
-                    for name in (list(calls) if r % 2 else list(calls)[::-1]):
-                        time.sleep(0.05)
-                        t = time.perf_counter()
-                        for w, p in zip(ws, packed):
-                            calls[name](w, p)
-                        times[name].append(time.perf_counter() - t)
-                rate = {k: 2 * M * N * K * len(ws) / statistics.median(v) / 1e9 for k, v in times.items()}
+                rate = _rates(calls, ws, packed, args.repeats, 2 * M * N * K)
                 print(f"| {model} | {N}x{K} | {M} | {rate['blocked']:.0f} | {rate['blocked-0']:.0f} | {rate['blas-parts']:.0f} | "
                       f"{rate['blas']:.0f} | {rate['blocked'] / rate['blas-parts']:.2f} | {rate['blocked'] / rate['blas']:.2f} |"
                       + (f" relative error {err:.1e}" if err > 1e-5 else ""), flush=True)

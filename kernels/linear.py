@@ -277,8 +277,7 @@ def _tile1(x, xi, xo, K, panel, y, yi, n0, ahead, pace):  # one row x one panel:
 def _put2(row, n0, lo, hi, more):  # row[n0:n0+NR] = the two vectors, or += them (more)
     if more:
         lo, hi = vadd(vload(row, n0), lo), vadd(vload(row, n0 + V), hi)
-    vstore(row, n0, lo)
-    vstore(row, n0 + V, hi)
+    _store2(row, n0, lo, hi)
 
 
 @jit
